@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Per-environment env files: secrets made with a CSPRNG, missing keys found and added.
+
+Used three ways:
+- by the template (Jinja global `new_secret`) when Copier first renders env/<env>.env;
+- by the Copier task and `make env-sync` in the generated repository, to add keys that a
+  template update introduced in env/.env.example but that the gitignored env files lack;
+- by scripts/validate.py, to report such keys.
+
+`env/.env.example` is the tracked contract: one `KEY=value` line per key, with the value
+`<generated:N>` for a secret of N characters. Nothing here ever rewrites an existing value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import string
+import sys
+from pathlib import Path
+
+ALPHABET = string.ascii_letters + string.digits  # safe in URLs, shells, YAML and MySQL/Redis configs
+GENERATED = re.compile(r"^<generated:(\d+)>$")
+ENVIRONMENTS = ("dev", "staging", "prod")
+SECRET_FILE_MODE = 0o600
+KEY_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+def new_secret(length: int = 40) -> str:
+    """A random string from the OS CSPRNG; 40 alphanumerics carry about 238 bits."""
+    if length < 24:
+        raise ValueError("secrets shorter than 24 characters are refused")
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=value pairs in file order; comments and blank lines ignored, no shell expansion."""
+    pairs: dict[str, str] = {}
+    for line in text.splitlines():
+        match = KEY_LINE.match(line)
+        if match and not line.lstrip().startswith("#"):
+            pairs[match.group(1)] = match.group(2).strip()
+    return pairs
+
+
+def fill_value(example_value: str) -> str:
+    """The value a new key gets: a fresh secret for `<generated:N>`, else the example's default."""
+    match = GENERATED.match(example_value)
+    return new_secret(int(match.group(1))) if match else example_value
+
+
+def missing_keys(example: Path, env_file: Path) -> list[str]:
+    wanted = parse_env(example.read_text())
+    have = parse_env(env_file.read_text()) if env_file.exists() else {}
+    return [key for key in wanted if key not in have]
+
+
+def unfilled_keys(env_file: Path) -> list[str]:
+    """Keys still holding a `<generated:N>` placeholder or an empty value."""
+    return [k for k, v in parse_env(env_file.read_text()).items() if GENERATED.match(v) or v == ""]
+
+
+def add_missing(example: Path, env_file: Path) -> list[str]:
+    """Append the keys that env_file lacks, with generated or default values. Returns their names."""
+    wanted = parse_env(example.read_text())
+    keys = missing_keys(example, env_file)
+    if keys:
+        existing = env_file.read_text() if env_file.exists() else ""
+        lines = [f"{key}={fill_value(wanted[key])}" for key in keys]
+        sep = "" if not existing or existing.endswith("\n") else "\n"
+        header = "# added by scripts/env_files.py from env/.env.example\n"
+        env_file.write_text(existing + sep + header + "\n".join(lines) + "\n")
+    if env_file.exists():
+        os.chmod(env_file, SECRET_FILE_MODE)
+    return keys
+
+
+def environments_in(repo: Path) -> list[str]:
+    return [env for env in ENVIRONMENTS if (repo / f"compose.{env}.yaml").exists()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Check or complete the gitignored env/<env>.env files against env/.env.example.",
+    )
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="deployment repository root")
+    parser.add_argument("--env", action="append", choices=ENVIRONMENTS, help="environment (default: all generated)")
+    parser.add_argument("--add-missing", action="store_true", help="append missing keys with new secrets")
+    parser.add_argument("--secure", action="store_true", help="only set mode 0600 on existing env files")
+    args = parser.parse_args(argv)
+
+    example = args.repo / "env" / ".env.example"
+    if not example.exists():
+        print(f"env-sync: {example} is missing", file=sys.stderr)
+        return 1
+    status = 0
+    for env in args.env or environments_in(args.repo):
+        env_file = args.repo / "env" / f"{env}.env"
+        if args.secure:
+            if env_file.exists():
+                os.chmod(env_file, SECRET_FILE_MODE)
+            continue
+        if args.add_missing:
+            added = add_missing(example, env_file)
+            print(f"env-sync: {env_file}: " + (f"added {', '.join(added)}" if added else "complete"))
+            continue
+        keys = missing_keys(example, env_file)
+        if keys:
+            status = 1
+            print(f"env-sync: {env_file} lacks {', '.join(keys)}; add them with: make env-sync ENV={env}")
+        else:
+            print(f"env-sync: {env_file}: complete")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Resource plan for one Petory host: the arithmetic behind every limit in the generated files.
+
+The seed's budgets (docs/01-overview): backend 1-2 GB per replica, MySQL 1-2 GB, Redis 512 MB,
+frontend 100 MB, on a host of at least 2 cores / 4 GB. This module turns the host size and the
+number of backend replicas into per-service limits and reservations, and the settings that must
+agree with them (JVM heap share, InnoDB buffer pool, MySQL connections, Redis maxmemory, nginx
+workers). Rule: the sum of all memory and CPU limits plus the OS headroom never exceeds the host;
+`fit_error` explains, with the numbers, why a size is refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+PRESETS = {
+    # name: (cpus, memory_gb, default backend replicas)
+    "small": (2, 4, 1),  # the seed's minimum
+    "medium": (4, 8, 2),  # the seed's recommendation
+    "large": (8, 16, 3),
+}
+
+MIN_HOST_CPUS = 2
+MIN_HOST_MEMORY_MB = 4096
+MAX_BACKEND_REPLICAS = 8
+
+# Fixed memory budgets in MB (limits).
+EDGE_MB = 128
+FRONTEND_MB = 100
+REDIS_MB = 512
+# Ranges: each starts at the minimum and grows to the maximum when the host has room.
+BACKEND_MB = (1024, 2048)
+MYSQL_MB = (1024, 2048)
+
+# Fixed CPU limits; MySQL and the backends share the rest by weight.
+EDGE_CPUS = 0.25
+FRONTEND_CPUS = 0.1
+REDIS_CPUS = 0.25
+MYSQL_CPU_WEIGHT = 1.0
+BACKEND_CPU_WEIGHT = 1.5
+MAX_CPUS_PER_SERVICE = 2.0
+
+HIKARI_POOL_SIZE = 10  # Spring Boot's default pool; MySQL connections are sized from it
+ADMIN_CONNECTIONS = 20  # backups, migrations, an operator's shell, monitoring
+MYSQL_BASE_OVERHEAD_MB = 320  # server buffers, data dictionary, performance_schema
+MYSQL_PER_CONNECTION_MB = 3  # thread stack + sort/join/read buffers, conservatively
+JVM_MAX_RAM_PERCENTAGE = 75  # heap share of the container limit; the rest is metaspace, threads, buffers
+REDIS_MAXMEMORY_SHARE = 0.75  # room for the AOF-rewrite fork's copy-on-write pages
+NGINX_WORKER_CONNECTIONS = 4096
+
+
+def os_headroom_mb(memory_mb: int) -> int:
+    """Memory left to the kernel, page cache, Docker and sshd: 1 GB or 1/8 of the host."""
+    return max(1024, memory_mb // 8)
+
+
+def os_headroom_cpus(cpus: float) -> float:
+    return 0.25 if cpus <= 2 else 0.5
+
+
+def _floor_to(value: float, step: float) -> float:
+    return math.floor(value / step + 1e-9) * step
+
+
+def _minimum_need_mb(replicas: int, bundled_mysql: bool, bundled_redis: bool) -> dict[str, int]:
+    need = {"edge": EDGE_MB, "frontend": FRONTEND_MB, "backend": BACKEND_MB[0] * replicas}
+    if bundled_mysql:
+        need["mysql"] = MYSQL_MB[0]
+    if bundled_redis:
+        need["redis"] = REDIS_MB
+    return need
+
+
+def fit_error(
+    cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True
+) -> str:
+    """Empty when the host can hold the stack, else a sentence with the numbers."""
+    memory_mb = int(memory_gb * 1024)
+    if cpus < MIN_HOST_CPUS or memory_mb < MIN_HOST_MEMORY_MB:
+        return (
+            f"a host of {cpus:g} cores / {memory_mb} MB is below the supported minimum of "
+            f"{MIN_HOST_CPUS} cores / {MIN_HOST_MEMORY_MB} MB (the 'small' preset)"
+        )
+    if not 1 <= replicas <= MAX_BACKEND_REPLICAS:
+        return f"backend replicas must be between 1 and {MAX_BACKEND_REPLICAS}, got {replicas}"
+    need = _minimum_need_mb(replicas, bundled_mysql, bundled_redis)
+    headroom = os_headroom_mb(memory_mb)
+    total = sum(need.values()) + headroom
+    if total > memory_mb:
+        parts = " + ".join(f"{name} {mb}" for name, mb in need.items())
+        most = max_replicas(cpus, memory_gb, bundled_mysql, bundled_redis)
+        hint = f"use at most {most} replica(s) or a larger host" if most else "use a larger host"
+        return (
+            f"{replicas} backend replica(s) do not fit in {memory_mb} MB: the minimum limits "
+            f"({parts}) plus {headroom} MB OS headroom need {total} MB; {hint}"
+        )
+    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + (REDIS_CPUS if bundled_redis else 0)
+    cpu_left = cpus - os_headroom_cpus(cpus) - fixed_cpus
+    min_share = 0.1 * (replicas + (1 if bundled_mysql else 0))
+    if cpu_left < min_share:
+        return f"{replicas} backend replica(s) leave only {cpu_left:.2f} CPUs on {cpus:g} cores; use fewer replicas"
+    return ""
+
+
+def max_replicas(cpus: float, memory_gb: float, bundled_mysql: bool = True, bundled_redis: bool = True) -> int:
+    """The largest replica count that fits (0 when not even one does)."""
+    fitting = [
+        n
+        for n in range(1, MAX_BACKEND_REPLICAS + 1)
+        if not fit_error(cpus, memory_gb, n, bundled_mysql, bundled_redis)
+    ]
+    return max(fitting, default=0)
+
+
+def _service(memory_mb: int, cpus: float) -> dict:
+    return {
+        "memory_limit_mb": memory_mb,
+        # Reservations are what Docker keeps for the service under memory pressure.
+        "memory_reservation_mb": int(_floor_to(memory_mb / 2, 16)),
+        "cpus": round(cpus, 2),
+        "cpu_reservation": round(_floor_to(cpus / 2, 0.05), 2) or 0.05,
+    }
+
+
+def plan(
+    cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True
+) -> dict:
+    """The full resource plan. Raises ValueError (with fit_error's message) when it cannot fit."""
+    error = fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis)
+    if error:
+        raise ValueError(error)
+    memory_mb = int(memory_gb * 1024)
+    headroom_mb = os_headroom_mb(memory_mb)
+    need = _minimum_need_mb(replicas, bundled_mysql, bundled_redis)
+    spare = memory_mb - headroom_mb - sum(need.values())
+
+    # Grow MySQL and each backend from their minimum towards their maximum, equally, in 64 MB steps.
+    growers = replicas + (1 if bundled_mysql else 0)
+    growth = min(BACKEND_MB[1] - BACKEND_MB[0], int(_floor_to(spare / growers, 64)))
+    backend_mb = BACKEND_MB[0] + growth
+    mysql_mb = MYSQL_MB[0] + growth if bundled_mysql else 0
+
+    headroom_cpus = os_headroom_cpus(cpus)
+    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + (REDIS_CPUS if bundled_redis else 0)
+    share = (cpus - headroom_cpus - fixed_cpus) / (
+        BACKEND_CPU_WEIGHT * replicas + (MYSQL_CPU_WEIGHT if bundled_mysql else 0)
+    )
+    backend_cpus = min(MAX_CPUS_PER_SERVICE, _floor_to(share * BACKEND_CPU_WEIGHT, 0.05))
+    mysql_cpus = min(MAX_CPUS_PER_SERVICE, _floor_to(share * MYSQL_CPU_WEIGHT, 0.05))
+
+    services = {
+        "edge": _service(EDGE_MB, EDGE_CPUS),
+        "frontend": _service(FRONTEND_MB, FRONTEND_CPUS),
+        "backend": _service(backend_mb, backend_cpus),
+    }
+    if bundled_mysql:
+        services["mysql"] = _service(mysql_mb, mysql_cpus)
+    if bundled_redis:
+        services["redis"] = _service(REDIS_MB, REDIS_CPUS)
+
+    total_mb = sum(s["memory_limit_mb"] for s in services.values()) + backend_mb * (replicas - 1)
+    total_cpus = sum(s["cpus"] for s in services.values()) + backend_cpus * (replicas - 1)
+
+    # One pool per backend replica, plus one more for the second colour during a blue-green deploy.
+    max_connections = (replicas + 1) * HIKARI_POOL_SIZE + ADMIN_CONNECTIONS
+    buffer_pool_mb = 0
+    if bundled_mysql:
+        room = mysql_mb - MYSQL_BASE_OVERHEAD_MB - MYSQL_PER_CONNECTION_MB * max_connections
+        buffer_pool_mb = max(128, int(_floor_to(min(room, mysql_mb * 0.7), 128)))
+
+    edge_workers = max(1, math.ceil(EDGE_CPUS))
+    return {
+        "host": {
+            "cpus": cpus,
+            "memory_mb": memory_mb,
+            "os_headroom_mb": headroom_mb,
+            "os_headroom_cpus": headroom_cpus,
+        },
+        "backend_replicas": replicas,
+        "services": services,
+        "total": {"memory_limit_mb": total_mb, "cpus": round(total_cpus, 2)},
+        "jvm": {"max_ram_percentage": JVM_MAX_RAM_PERCENTAGE},
+        "mysql": {
+            "innodb_buffer_pool_size_mb": buffer_pool_mb,
+            "max_connections": max_connections,
+            "hikari_pool_size": HIKARI_POOL_SIZE,
+        },
+        "redis": {
+            "maxmemory_mb": int(_floor_to(REDIS_MB * REDIS_MAXMEMORY_SHARE, 16)),
+            # Only keys with a TTL (the cache) are evicted; buffered notifications carry no TTL,
+            # so they are never evicted: when memory is full of them, writes fail loudly instead.
+            "maxmemory_policy": "volatile-lru",
+        },
+        "nginx": {
+            # `auto` would count the host's cores, not the container's CPU limit.
+            "worker_processes": edge_workers,
+            "worker_connections": NGINX_WORKER_CONNECTIONS,
+            # Gixy: the open-file limit must cover two descriptors per proxied connection.
+            "worker_rlimit_nofile": NGINX_WORKER_CONNECTIONS * 2,
+        },
+    }
+
+
+def preset(name: str) -> tuple[int, int, int]:
+    return PRESETS[name]
+
+
+def compose_resources(plan_: dict, service: str) -> str:
+    """The `deploy.resources` mapping of one service as a flow-style YAML string for compose.yaml."""
+    s = plan_["services"][service]
+    return (
+        f'{{limits: {{cpus: "{s["cpus"]:.2f}", memory: {s["memory_limit_mb"]}M}}, '
+        f'reservations: {{cpus: "{s["cpu_reservation"]:.2f}", memory: {s["memory_reservation_mb"]}M}}}}'
+    )

