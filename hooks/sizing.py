@@ -74,6 +74,10 @@ def fit_error(
     cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True
 ) -> str:
     """Empty when the host can hold the stack, else a sentence with the numbers."""
+    return _fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, hint=True)
+
+
+def _fit_error(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool, bundled_redis: bool, hint: bool) -> str:
     memory_mb = int(memory_gb * 1024)
     if cpus < MIN_HOST_CPUS or memory_mb < MIN_HOST_MEMORY_MB:
         return (
@@ -87,11 +91,13 @@ def fit_error(
     total = sum(need.values()) + headroom
     if total > memory_mb:
         parts = " + ".join(f"{name} {mb}" for name, mb in need.items())
-        most = max_replicas(cpus, memory_gb, bundled_mysql, bundled_redis)
-        hint = f"use at most {most} replica(s) or a larger host" if most else "use a larger host"
+        advice = ""
+        if hint:
+            most = max_replicas(cpus, memory_gb, bundled_mysql, bundled_redis)
+            advice = f"; use at most {most} replica(s) or a larger host" if most else "; use a larger host"
         return (
             f"{replicas} backend replica(s) do not fit in {memory_mb} MB: the minimum limits "
-            f"({parts}) plus {headroom} MB OS headroom need {total} MB; {hint}"
+            f"({parts}) plus {headroom} MB OS headroom need {total} MB{advice}"
         )
     fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + (REDIS_CPUS if bundled_redis else 0)
     cpu_left = cpus - os_headroom_cpus(cpus) - fixed_cpus
@@ -106,7 +112,7 @@ def max_replicas(cpus: float, memory_gb: float, bundled_mysql: bool = True, bund
     fitting = [
         n
         for n in range(1, MAX_BACKEND_REPLICAS + 1)
-        if not fit_error(cpus, memory_gb, n, bundled_mysql, bundled_redis)
+        if not _fit_error(cpus, memory_gb, n, bundled_mysql, bundled_redis, hint=False)
     ]
     return max(fitting, default=0)
 

@@ -1,0 +1,56 @@
+"""Named answer sets: every supported combination the template promises to render and validate.
+
+The empty set is `--defaults`. Each set is rendered once per test session (tests/test_render.py).
+"""
+
+SUPPORTED = {
+    "defaults": {},
+    "minimal": {"environments": ["prod"], "server_size": "small", "tls_mode_prod": "self-signed"},
+    "dev-only": {"environments": ["dev"]},
+    "staging-only": {"environments": ["staging"]},
+    "servers-only": {"environments": ["staging", "prod"]},
+    "tls-self-signed": {"tls_mode_staging": "self-signed", "tls_mode_prod": "self-signed"},
+    "tls-provided": {"tls_mode_staging": "provided", "tls_mode_prod": "provided", "tls_provided_dir": "/srv/tls"},
+    "size-small": {"server_size": "small"},
+    "size-large": {"server_size": "large"},
+    "size-custom": {"server_size": "custom", "host_cpus": 6, "host_memory_gb": 12, "backend_replicas": 3},
+    "external-db": {"database": "external", "db_host": "db.internal.example.com", "db_port": 3307},
+    "external-redis": {"redis": "external", "redis_host": "cache.internal.example.com"},
+    "en-docs": {"docs_language": "en"},
+    "source-build-java21": {"backend_build": "source", "java_version": 21},
+    "dockerhub-www": {
+        "registry": "dockerhub",
+        "registry_owner": "petoryteam",
+        "extra_server_names": ["www.petory.example.com"],
+        "domain": "petory.example.com",
+    },
+    "other-registry-mirror": {
+        "registry": "other",
+        "registry_host": "registry.internal:5000",
+        "edge_nginx_image": "registry.internal:5000/mirror/nginx:1.28-alpine",
+        "mysql_image": "registry.internal:5000/mirror/mysql:8.0",
+    },
+}
+
+# answers -> a fragment of the message the validator must give (non-interactive mode).
+INVALID = {
+    "domain-is-url": ({"domain": "https://petory.example.com"}, "looks like a URL"),
+    "domain-not-fqdn": ({"domain": "petory"}, "not a fully qualified"),
+    "staging-equals-prod": ({"staging_domain": "petory.example.com"}, "must differ from the production domain"),
+    "bad-email": ({"acme_email": "ops-at-petory"}, "not an e-mail address"),
+    "bad-slug": ({"project_slug": "Petory App"}, "not a valid slug"),
+    "no-environment": ({"environments": []}, "Choose at least one environment"),
+    "memory-too-small": ({"server_size": "custom", "host_cpus": 2, "host_memory_gb": 2}, "from 4 (the minimum)"),
+    "replicas-do-not-fit": ({"server_size": "small", "backend_replicas": 3}, "do not fit in 4096 MB"),
+    "bad-image": ({"edge_nginx_image": "Nginx:Latest!"}, "not an image reference"),
+    "privileged-port": ({"backend_port": 80}, "not an unprivileged TCP port"),
+    "same-ports": ({"frontend_port": 8080}, "must differ from the backend port"),
+    "bad-timezone": ({"timezone": "Mars/Olympus"}, "not an IANA time zone"),
+    "jar-outside-repo": ({"backend_jar_glob": "../other/app.jar"}, "relative to the Petory repository root"),
+    "image-with-tag": ({"backend_image": "ghcr.io/petory-team/petory-backend:1.0"}, "without tag"),
+    "extra-name-url": ({"extra_server_names": ["http://www.petory.example.com"]}, "looks like a URL"),
+    "bad-db-name": ({"db_name": "1petory"}, "not a database name"),
+    "bad-owner": ({"registry_owner": "Petory Team"}, "not a registry owner"),
+    "bad-ssh-user": ({"prod_ssh_user": "Deploy User"}, "not a Unix user name"),
+    "relative-deploy-dir": ({"prod_deploy_dir": "srv/petory"}, "absolute directory path"),
+}

@@ -1,0 +1,70 @@
+"""Live-test fixtures: a Docker engine (mandatory in CI), base images, and running stacks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sample_app import build_backend_jar, build_frontend  # noqa: E402
+from stack import Stack, base_image_answers, docker_ok, render  # noqa: E402
+
+# The answers of the live stack: both server environments, self-signed TLS (no ACME server
+# needed), the recommended size (2 backend replicas) and the chosen base images.
+LIVE_ANSWERS = {
+    "environments": ["staging", "prod"],
+    "tls_mode_staging": "self-signed",
+    "tls_mode_prod": "self-signed",
+    "server_size": "medium",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/live/" in str(item.fspath):
+            item.add_marker(pytest.mark.live)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    if docker_ok():
+        return
+    message = "no Docker engine answers `docker info`: live tests need one (tests/run.sh installs and starts it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def base_images(docker_engine, summary):
+    images, kind = base_image_answers()
+    summary.append(f"live: base images = {kind}: " + ", ".join(f"{k}={v}" for k, v in images.items()))
+    return images
+
+
+@pytest.fixture(scope="session")
+def live_project(base_images, tmp_path_factory):
+    """The generated repository used by every live stack, with the sample app built into it."""
+    project = render(tmp_path_factory.mktemp("live") / "petory-deploy", {**LIVE_ANSWERS, **base_images})
+    build_backend_jar(project / "backend/build/libs/petory-0.0.1-SNAPSHOT.jar", "1.0.0")
+    build_frontend(project / "frontend/build", "1.0.0")
+    return project
+
+
+@pytest.fixture(scope="module", params=["staging", "prod"])
+def stack(request, live_project):
+    """A running stack of one environment; always torn down, volumes included, even on failure."""
+    env = request.param
+    domain = {"staging": "staging.petory.example.com", "prod": "petory.example.com"}[env]
+    running = Stack(live_project, env, domain)
+    try:
+        running.up()
+        yield running
+    finally:
+        running.down(volumes=True)
+        left = running.leftovers()
+        assert not left, f"teardown left {left} behind"

@@ -1,0 +1,89 @@
+"""Unit tests of the resource arithmetic (hooks/sizing.py)."""
+
+import pytest
+
+import sizing
+
+
+@pytest.mark.parametrize("cpus,memory_gb,replicas", [
+    (2, 4, 1), (4, 8, 1), (4, 8, 2), (8, 16, 3), (6, 12, 3), (16, 64, 8), (3, 6, 2), (2, 5, 1),
+])
+def test_limits_plus_headroom_never_exceed_the_host(cpus, memory_gb, replicas):
+    plan = sizing.plan(cpus, memory_gb, replicas)
+    assert plan["total"]["memory_limit_mb"] + plan["host"]["os_headroom_mb"] <= memory_gb * 1024
+    assert plan["total"]["cpus"] + plan["host"]["os_headroom_cpus"] <= cpus + 1e-9
+    for service in plan["services"].values():
+        assert service["memory_reservation_mb"] <= service["memory_limit_mb"]
+        assert 0 < service["cpu_reservation"] <= service["cpus"]
+
+
+def test_seed_budgets_are_respected():
+    for name, (cpus, memory_gb, replicas) in sizing.PRESETS.items():
+        plan = sizing.plan(cpus, memory_gb, replicas)
+        services = plan["services"]
+        assert 1024 <= services["backend"]["memory_limit_mb"] <= 2048, name
+        assert 1024 <= services["mysql"]["memory_limit_mb"] <= 2048, name
+        assert services["redis"]["memory_limit_mb"] == 512
+        assert services["frontend"]["memory_limit_mb"] == 100
+
+
+def test_recommended_host_gets_the_upper_budgets():
+    plan = sizing.plan(4, 8, 2)
+    assert plan["services"]["backend"]["memory_limit_mb"] == 2048
+    assert plan["services"]["mysql"]["memory_limit_mb"] == 2048
+    assert plan["total"]["memory_limit_mb"] == 128 + 100 + 2 * 2048 + 2048 + 512
+
+
+def test_minimum_host_fits_one_replica_only_and_says_why():
+    assert sizing.fit_error(2, 4, 1) == ""
+    message = sizing.fit_error(2, 4, 2)
+    assert "do not fit in 4096 MB" in message and "need 4836 MB" in message and "at most 1 replica" in message
+    with pytest.raises(ValueError, match="do not fit"):
+        sizing.plan(2, 4, 2)
+
+
+def test_below_minimum_host_is_refused():
+    assert "below the supported minimum" in sizing.fit_error(1, 8, 1)
+    assert "below the supported minimum" in sizing.fit_error(4, 3, 1)
+
+
+def test_external_services_free_their_budget():
+    bundled = sizing.plan(2, 4, 1)
+    external = sizing.plan(2, 4, 1, bundled_mysql=False, bundled_redis=False)
+    assert "mysql" not in external["services"] and "redis" not in external["services"]
+    assert external["services"]["backend"]["memory_limit_mb"] > bundled["services"]["backend"]["memory_limit_mb"]
+    assert sizing.max_replicas(2, 4, False, False) > sizing.max_replicas(2, 4)
+
+
+def test_mysql_memory_settings_fit_the_container():
+    for cpus, memory_gb, replicas in sizing.PRESETS.values():
+        plan = sizing.plan(cpus, memory_gb, replicas)
+        limit = plan["services"]["mysql"]["memory_limit_mb"]
+        mysql = plan["mysql"]
+        used = mysql["innodb_buffer_pool_size_mb"] + sizing.MYSQL_BASE_OVERHEAD_MB \
+            + mysql["max_connections"] * sizing.MYSQL_PER_CONNECTION_MB
+        assert used <= limit
+        # Every replica's pool, one more during a deploy, plus admin connections.
+        assert mysql["max_connections"] == (replicas + 1) * mysql["hikari_pool_size"] + sizing.ADMIN_CONNECTIONS
+        assert mysql["innodb_buffer_pool_size_mb"] % 128 == 0
+
+
+def test_redis_keeps_room_for_the_aof_fork_and_never_evicts_notifications():
+    plan = sizing.plan(4, 8, 2)
+    assert plan["redis"]["maxmemory_mb"] == 384
+    assert plan["redis"]["maxmemory_policy"] in {"volatile-lru", "volatile-lfu", "volatile-ttl", "noeviction"}
+
+
+def test_nginx_workers_follow_the_cpu_limit_and_file_limit_covers_connections():
+    plan = sizing.plan(8, 16, 3)
+    assert plan["nginx"]["worker_processes"] == 1  # 0.25 CPU, whatever the host has
+    assert plan["nginx"]["worker_rlimit_nofile"] >= 2 * plan["nginx"]["worker_connections"]
+
+
+def test_compose_resources_is_a_flow_mapping():
+    import yaml
+
+    plan = sizing.plan(4, 8, 2)
+    resources = yaml.safe_load(sizing.compose_resources(plan, "backend"))
+    assert resources == {"limits": {"cpus": "1.05", "memory": "2048M"},
+                         "reservations": {"cpus": "0.50", "memory": "1024M"}}
