@@ -137,7 +137,7 @@ class Stack:
                               timeout=timeout, input=input)
         if check and proc.returncode:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                               f"{proc.stdout.decode()[-3000:]}\n{proc.stderr.decode()[-3000:]}")
+                               f"--- stderr ---\n{proc.stderr.decode()[-4000:]}\n--- stdout ---\n{proc.stdout.decode()[-1500:]}")
         return proc
 
     def compose(self, *args: str, **kwargs):

