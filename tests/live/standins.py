@@ -384,7 +384,7 @@ def build_standin(role: str, tag: str, suite: str, base_id: str, *, force: bool 
         for name, src in _extra_context(role).items():
             shutil.copy2(src, context / name)
             os.chmod(context / name, 0o755)
-        _run(["docker", "build", "--label", f"{HASH_LABEL}={wanted}", "-t", tag, str(context)],
+        _run(["docker", "build", "--force-rm", "--label", f"{HASH_LABEL}={wanted}", "-t", tag, str(context)],
              f"docker build {tag}", timeout=3600, tail=30)
     log(f"standins: built {tag} in {time.monotonic() - started:.0f}s")
     return True

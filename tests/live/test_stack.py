@@ -128,14 +128,15 @@ def test_memory_and_cpu_limits_equal_the_sizing_plan(stack):
 
 
 def test_services_run_as_intended_non_root_users(stack):
-    expected = {"edge": ("nginx", "101"), "frontend": ("nginx", "101"), "backend": ("java", "10001"),
-                "mysql": ("mysqld", "999"), "redis": ("redis-server", "999")}
+    # mariadbd: the MySQL stand-in's server binary (the official image runs mysqld).
+    expected = {"edge": (("nginx",), "101"), "frontend": (("nginx",), "101"), "backend": (("java",), "10001"),
+                "mysql": (("mysqld", "mariadbd"), "999"), "redis": (("redis-server",), "999")}
     for name, containers in stack.containers().items():
-        command, uid = expected[name]
+        commands, uid = expected[name]
         for doc in containers:
-            top = subprocess.run(["docker", "top", doc["Id"], "-eo", "uid,comm"], capture_output=True, text=True,
+            top = subprocess.run(["docker", "top", doc["Id"], "-eo", "pid,uid,comm"], capture_output=True, text=True,
                                  check=True).stdout.splitlines()[1:]
-            uids = {line.split()[0] for line in top if line.split()[1].startswith(command[:15])}
+            uids = {line.split()[1] for line in top if line.split()[2].startswith(commands)}
             assert uids == {uid}, (name, top)
 
 

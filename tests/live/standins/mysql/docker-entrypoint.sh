@@ -327,7 +327,7 @@ docker_create_db_directories() {
 docker_init_database_dir() {
 	mysql_note "Initializing database files"
 	mariadb-install-db "${@:2}" \
-		--rpm --auth-root-authentication-method=normal --skip-test-db \
+		--rpm --auth-root-authentication-method=normal --skip-test-db --cross-bootstrap \
 		--default-time-zone=SYSTEM --skip-log-bin \
 		--loose-innodb-buffer-pool-load-at-startup=0 --loose-innodb-buffer-pool-dump-at-shutdown=0 \
 		> /dev/null

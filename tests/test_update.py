@@ -1,0 +1,352 @@
+"""`copier update` never loses an operator's work: releases, migrations and drift detection.
+
+A throwaway git repository of this template's working tree is tagged 1.0.0; two scripted
+releases follow (tests/update_helpers.py):
+  1.1.0  template files only: API rate 20 -> 30 r/s, uploads 10m -> 20m, compose log rotation,
+         and nginx/sites/<env>/server.conf renamed to 10-site.conf with a `_migrations` entry
+         (hooks/migrations/rename_file.py) that carries the operator's edits to the new name;
+  1.2.0  a new secret in every env file, added through hooks/answers_rules.py env_entries.
+A project is copied at 1.0.0 and committed; clones of it get typical operator edits and are
+updated the way docs/UPGRADING.md says. Copier exits 0 even when it leaves conflicts, so every
+test checks unmerged paths, `.rej` files and conflict markers itself.
+
+Needs the validators that scripts/validate.py runs (yamllint, shellcheck, hadolint, nginx,
+check-jsonschema, docker compose): the test venv has them, and its bin/ is put on PATH.
+Set PETORY_UPDATE_TEMPLATE_ROOT to run these tests against another checkout of the template.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from update_helpers import (
+    ENVIRONMENTS,
+    NEW_ENV_KEY,
+    NEW_ENV_KEY_LENGTH,
+    OPERATOR_LOCATION,
+    RENAMED,
+    TEMPLATE_SOURCE,
+    VENV_BIN,
+    build_template_repo,
+    clone_project,
+    conflict_markers,
+    copier,
+    copy_project,
+    env_files,
+    git,
+    operator_edits,
+    output,
+    rejects,
+    run,
+    tool_env,
+    unmerged,
+    update,
+    validate,
+)
+
+WORKFLOW = ".github/workflows/template-drift.yml"
+FULL_SHA_PIN = re.compile(r"^\s*(?:-\s*)?uses:\s*[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(?:\.\d+)*\s*$")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory) -> Path:
+    return build_template_repo(tmp_path_factory.mktemp("template") / "petory-template")
+
+
+@pytest.fixture(scope="module")
+def base_project(template_repo, tmp_path_factory) -> Path:
+    """Copied at 1.0.0 (the validation task ran), committed; env files untracked."""
+    return copy_project(template_repo, tmp_path_factory.mktemp("base") / "deploy", "1.0.0")
+
+
+@pytest.fixture(scope="module")
+def updated(base_project, tmp_path_factory) -> dict:
+    """Operator edits committed, then `copier update --vcs-ref 1.1.0` (crosses the rename migration)."""
+    project = clone_project(base_project, tmp_path_factory.mktemp("updated") / "deploy")
+    expected = operator_edits(project)
+    secrets = env_files(project)
+    head = git(project, "rev-parse", "HEAD").strip()
+    proc = update(project, "1.1.0")
+    return {"project": project, "proc": proc, "expected": expected, "secrets": secrets, "head": head}
+
+
+@pytest.fixture(scope="module")
+def conflicted(base_project, tmp_path_factory) -> dict:
+    """The operator raised the same rate limit line that 1.1.0 changes."""
+    project = clone_project(base_project, tmp_path_factory.mktemp("conflicted") / "deploy")
+    limits = project / "nginx/conf.d/50-limits.conf"
+    text = limits.read_text()
+    assert "zone=api:10m rate=20r/s" in text
+    limits.write_text(text.replace("zone=api:10m rate=20r/s", "zone=api:10m rate=50r/s"))
+    git(project, "commit", "-q", "-am", "Operator: API rate 50 r/s for the launch")
+    return {"project": project, "proc": update(project, "1.1.0")}
+
+
+# --------------------------------------------------------------------------- 1.0.0 -> 1.1.0, clean
+
+def test_update_leaves_no_conflict(updated):
+    project, proc = updated["project"], updated["proc"]
+    assert proc.returncode == 0, f"copier update to 1.1.0 failed:\n{output(proc)}"
+    assert unmerged(project) == [], f"unmerged paths:\n{output(proc)}"
+    assert rejects(project) == []
+    assert conflict_markers(project) == []
+    assert git(project, "rev-parse", "HEAD").strip() == updated["head"], "copier must not commit"
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "1.1.0"
+
+
+def test_operator_edits_are_kept(updated):
+    project, expected = updated["project"], updated["expected"]
+    old_site, new_site = RENAMED["prod"]
+    assert not (project / old_site).exists(), "1.1.0 renamed the site file; the old name must be gone"
+    assert expected["location"] in (project / new_site).read_text(), \
+        f"the operator's nginx location did not follow {old_site} to {new_site}"
+    assert expected["limit"] in (project / "compose.yaml").read_text(), "changed resource limit lost"
+    assert expected["service"] in (project / "compose.prod.yaml").read_text(), "extra compose service lost"
+    assert (project / "env/prod.env").read_text().endswith(expected["env"]), "extra env variable lost"
+
+
+def test_template_changes_are_applied(updated):
+    project = updated["project"]
+    assert "zone=api:10m rate=30r/s" in (project / "nginx/conf.d/50-limits.conf").read_text()
+    assert 'max-file: "10"' in (project / "compose.yaml").read_text()
+    for env in ENVIRONMENTS:
+        old, new = RENAMED[env]
+        if (project / f"compose.{env}.yaml").exists():
+            assert not (project / old).exists()
+            assert "client_max_body_size 20m;" in (project / new).read_text(), f"{new} lacks 1.1.0's change"
+
+
+def test_rename_migration_ran_and_merged(updated):
+    log = updated["proc"].stderr
+    assert f"your edits of {RENAMED['prod'][0]} were merged into {RENAMED['prod'][1]}" in log, output(updated["proc"])
+    assert f"{RENAMED['dev'][0]} had no local edits" in log
+
+
+def test_secrets_are_unchanged(updated):
+    assert env_files(updated["project"]) == updated["secrets"]
+    for path in (updated["project"] / "env").glob("*.env"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path} lost mode 0600"
+
+
+def test_validation_passes_after_update(updated):
+    proc = validate(updated["project"])
+    assert proc.returncode == 0, output(proc)
+
+
+def test_rename_migration_is_idempotent(updated, template_repo, tmp_path):
+    """Run again on the updated tree: nothing changes; after the commit (already renamed): no-op."""
+    project = clone_project(updated["project"], tmp_path / "deploy")
+    script = template_repo / "hooks/migrations/rename_file.py"
+    args = [sys.executable, str(script)]
+    for old, new in RENAMED.values():
+        args += ["--rename", old, new]
+    env = {**tool_env(), "STAGE": "after", "VERSION_FROM": "1.0.0", "VERSION_TO": "1.1.0"}
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p.relative_to(project)): p.read_bytes() for p in project.rglob("*")
+                if p.is_file() and ".git" not in p.relative_to(project).parts}
+
+    before = snapshot()
+    proc = run(args, project, env=env)
+    assert snapshot() == before, proc.stderr
+    assert f"{RENAMED['prod'][1]} already holds your edits" in proc.stderr
+
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "Update to template 1.1.0")
+    proc = run(args, project, env=env)
+    assert snapshot() == before, proc.stderr
+    assert f"{RENAMED['prod'][0]} was not committed before the update: nothing to carry over" in proc.stderr
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_rename_migration_surfaces_a_conflict(base_project, updated, template_repo, tmp_path):
+    """The operator changed the very line 1.1.0 changes in the renamed file: inline markers, unmerged."""
+    old, new = RENAMED["prod"]
+    project = clone_project(base_project, tmp_path / "deploy")
+    site = project / old
+    site.write_text(site.read_text().replace("client_max_body_size 10m;", "client_max_body_size 50m;"))
+    git(project, "commit", "-q", "-am", "Operator: 50m uploads")
+    # The tree as Copier leaves it before the `after` migrations: old name deleted, new one rendered.
+    site.unlink()
+    release_render = (updated["project"] / new).read_text().replace(OPERATOR_LOCATION, "")
+    (project / new).write_text(release_render)
+    args = [sys.executable, str(template_repo / "hooks/migrations/rename_file.py"), "--rename", old, new]
+    proc = run(args, project, env={**tool_env(), "STAGE": "after", "VERSION_FROM": "1.0.0"})
+    assert "with 1 conflict(s)" in proc.stderr, proc.stderr
+    assert unmerged(project) == [new]
+    text = (project / new).read_text()
+    assert "<<<<<<< before updating" in text and "client_max_body_size 50m;" in text
+    assert "client_max_body_size 20m;" in text and ">>>>>>> after updating" in text
+    proc = validate(project)
+    assert proc.returncode != 0 and f"{new}:" in proc.stdout and "unresolved merge conflict marker" in proc.stdout, \
+        output(proc)
+
+
+# --------------------------------------------------------------------------- 1.0.0 -> 1.1.0, conflict
+
+def test_conflicting_edit_is_surfaced_inline(conflicted):
+    project, proc = conflicted["project"], conflicted["proc"]
+    assert proc.returncode == 0, f"copier exits 0 even with conflicts; here it failed:\n{output(proc)}"
+    assert unmerged(project) == ["nginx/conf.d/50-limits.conf"], output(proc)
+    assert rejects(project) == []
+    text = (project / "nginx/conf.d/50-limits.conf").read_text()
+    assert "<<<<<<< before updating" in text and ">>>>>>> after updating" in text
+    assert "rate=50r/s" in text and "rate=30r/s" in text, "both sides of the conflict must be shown"
+
+
+def test_validation_names_the_conflicted_file(conflicted):
+    project = conflicted["project"]
+    line = next(n for n, text in enumerate((project / "nginx/conf.d/50-limits.conf").read_text().splitlines(), 1)
+                if text.startswith("<<<<<<<"))
+    proc = validate(project)
+    assert proc.returncode != 0, output(proc)
+    assert f"nginx/conf.d/50-limits.conf:{line}: unresolved merge conflict marker" in proc.stdout, output(proc)
+
+
+# --------------------------------------------------------------------------- 1.0.0 -> 1.2.0, new env key
+
+def test_new_env_key_is_reported_then_synced(base_project, tmp_path):
+    project = clone_project(base_project, tmp_path / "deploy")
+    expected = operator_edits(project)
+    secrets = env_files(project)
+    proc = update(project, "1.2.0")
+    assert proc.returncode == 0, (
+        "copier update to 1.2.0 failed. If the validation task is what failed, the update stopped after "
+        "rendering the new version and before re-applying the operator's edits (the working tree shows "
+        f"the template's files and .copier-answers.yml already says 1.2.0):\n{output(proc)}")
+    assert unmerged(project) == [] and rejects(project) == [], output(proc)
+    assert f"{NEW_ENV_KEY}=<generated:{NEW_ENV_KEY_LENGTH}>" in (project / "env/.env.example").read_text(), (
+        "1.2.0 added the key in hooks/answers_rules.py, but env/.env.example was rendered without it: the update "
+        "rendered 1.2.0 with 1.0.0's hooks modules (imported by hooks/extensions.py and cached in sys.modules "
+        "by the render of the old version in the same process)")
+    assert env_files(project) == secrets, "copier update changed an env file"
+    assert expected["location"] in (project / RENAMED["prod"][1]).read_text()
+
+    proc = validate(project)
+    assert proc.returncode != 0, f"validation must fail while env files lack {NEW_ENV_KEY}:\n{output(proc)}"
+    for env in secrets:
+        assert re.search(rf"env/{env}\.env:\d+: lacks {NEW_ENV_KEY}\b.*make env-sync ENV={env}", proc.stdout), \
+            f"validate must name env/{env}.env, {NEW_ENV_KEY} and `make env-sync ENV={env}`:\n{proc.stdout}"
+
+    for env in secrets:
+        run(["make", "-s", "env-sync", f"ENV={env}", f"PYTHON={sys.executable}"], project)
+    after = env_files(project)
+    for env, old in secrets.items():
+        assert after[env].startswith(old), f"env/{env}.env: existing lines (secrets) changed by env-sync"
+        added = dict(line.split("=", 1) for line in after[env][len(old):].decode().splitlines()
+                     if "=" in line and not line.startswith("#"))
+        assert list(added) == [NEW_ENV_KEY], added
+        assert re.fullmatch(rf"[A-Za-z0-9]{{{NEW_ENV_KEY_LENGTH}}}", added[NEW_ENV_KEY]), "not a generated secret"
+        assert stat.S_IMODE((project / f"env/{env}.env").stat().st_mode) == 0o600
+    new_values = {re.search(rf"^{NEW_ENV_KEY}=(.*)$", content.decode(), re.MULTILINE).group(1) for content in after.values()}
+    assert len(new_values) == len(after), "each environment needs its own secret"
+
+    proc = validate(project)
+    assert proc.returncode == 0, output(proc)
+
+
+# --------------------------------------------------------------------------- idempotency
+
+def test_update_to_current_version_changes_nothing(base_project, tmp_path):
+    project = clone_project(base_project, tmp_path / "deploy")
+    secrets = env_files(project)
+    proc = copier(project, "update", "--trust", "--defaults", "--conflict", "inline", "--vcs-ref=:current:")
+    assert proc.returncode == 0, output(proc)
+    assert git(project, "status", "--porcelain") == "", f"an update to the same version changed files:\n{output(proc)}"
+    assert env_files(project) == secrets
+
+
+def test_tasks_leave_tracked_files_unchanged(base_project, template_repo, tmp_path):
+    """The same copy without tasks has identical tracked files: tasks only touch env file modes."""
+    plain = tmp_path / "no-tasks"
+    proc = copier(tmp_path, "copy", "--trust", "--defaults", "--skip-tasks", "--vcs-ref", "1.0.0",
+                  str(template_repo), str(plain))
+    assert proc.returncode == 0, output(proc)
+    tracked = git(base_project, "ls-files", "-z").split("\0")
+    changed = [path for path in filter(None, tracked)
+               if not (plain / path).is_file() or (plain / path).read_bytes() != (base_project / path).read_bytes()
+               or (plain / path).stat().st_mode != (base_project / path).stat().st_mode]
+    assert changed == [], f"a Copier task changed tracked files: {changed}"
+
+
+# --------------------------------------------------------------------------- template-drift workflow
+
+@pytest.fixture(scope="module")
+def workflow(base_project) -> dict:
+    path = base_project / WORKFLOW
+    assert path.is_file(), f"{WORKFLOW} is not generated"
+    return {"path": path, "text": path.read_text(), "data": yaml.safe_load(path.read_text())}
+
+
+def test_workflow_passes_schema_and_yamllint(workflow, base_project):
+    run([str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow["path"])],
+        base_project)
+    run([str(VENV_BIN / "yamllint"), "-s", "-c", ".yamllint.yaml", WORKFLOW], base_project)
+
+
+def test_workflow_is_weekly_least_privilege_and_pinned(workflow):
+    data, text = workflow["data"], workflow["text"]
+    triggers = data[True] if True in data else data["on"]  # PyYAML reads `on:` as True
+    assert set(triggers) == {"schedule", "workflow_dispatch"}
+    cron = triggers["schedule"][0]["cron"].split()
+    assert len(cron) == 5 and cron[2] == "*" and cron[3] == "*" and cron[4].isdigit(), f"not weekly: {cron}"
+    assert data["permissions"] == {"contents": "read"}
+    uses = [line for line in text.splitlines() if re.match(r"^\s*(-\s*)?uses:", line)]
+    assert uses, "no actions used?"
+    for line in uses:
+        assert FULL_SHA_PIN.match(line), f"not pinned to a full commit SHA with the version in a comment: {line}"
+    runs = "\n".join(step.get("run", "") for job in data["jobs"].values() for step in job["steps"])
+    assert re.search(r'"copier>=[\d.]+,<[\d.]+"', runs) and re.search(r'"copier-template-extensions>=[\d.]+,<[\d.]+"',
+                                                                       runs), "pip installs need version ranges"
+    assert "copier check-update --quiet" in runs
+
+
+def test_workflow_run_blocks_pass_shellcheck(workflow, tmp_path):
+    steps = [step for job in workflow["data"]["jobs"].values() for step in job["steps"] if "run" in step]
+    assert steps
+    for number, step in enumerate(steps):
+        assert "${{" not in step["run"], f"step {step.get('name')}: pass expressions through env:, not into run:"
+        script = tmp_path / f"step-{number}.sh"
+        script.write_text(step["run"])
+        proc = run([str(VENV_BIN / "shellcheck"), "-s", "bash", str(script)], tmp_path, check=False)
+        assert proc.returncode == 0, f"step {step.get('name')!r}:\n{proc.stdout}"
+
+
+def drift_check(workflow: dict, project: Path, tmp_path: Path):
+    step = next(s for job in workflow["data"]["jobs"].values() for s in job["steps"] if s.get("id") == "check")
+    script = tmp_path / "check.sh"
+    script.write_text(step["run"])
+    summary = tmp_path / "summary.md"
+    env = {**tool_env(), "GITHUB_STEP_SUMMARY": str(summary)}
+    proc = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], project, check=False, env=env)
+    return proc, summary.read_text() if summary.exists() else ""
+
+
+def test_workflow_reports_a_newer_template(workflow, base_project, tmp_path):
+    proc, summary = drift_check(workflow, base_project, tmp_path)
+    assert proc.returncode == 1, output(proc)
+    assert "Template update available: 1.0.0 → 1.2.0" in summary, summary
+    assert "copier update --trust --conflict inline --vcs-ref 1.2.0" in summary
+    assert "::error title=Template update available::" in proc.stdout
+
+
+def test_workflow_is_quiet_when_up_to_date(workflow, template_repo, tmp_path):
+    project = copy_project(template_repo, tmp_path / "latest", "1.2.0", "--skip-tasks")
+    proc, summary = drift_check(workflow, project, tmp_path)
+    assert proc.returncode == 0, output(proc)
+    assert "Template is up to date" in summary and "1.2.0" in summary
+
+
+def test_template_source_is_this_checkout():
+    """Guards against testing a stale tree by accident (the variable is for deliberate runs)."""
+    assert (TEMPLATE_SOURCE / "copier.yml").is_file()
+    assert (TEMPLATE_SOURCE / "hooks/migrations/rename_file.py").is_file()
