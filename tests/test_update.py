@@ -346,7 +346,17 @@ def test_workflow_is_quiet_when_up_to_date(workflow, template_repo, tmp_path):
     assert "Template is up to date" in summary and "1.2.0" in summary
 
 
-def test_template_source_is_this_checkout():
-    """Guards against testing a stale tree by accident (the variable is for deliberate runs)."""
-    assert (TEMPLATE_SOURCE / "copier.yml").is_file()
-    assert (TEMPLATE_SOURCE / "hooks/migrations/rename_file.py").is_file()
+def test_copier_yml_migrations_are_versioned_and_exist():
+    """Every `_migrations` entry names a PEP 440 release and a script that ships with the template."""
+    from packaging.version import Version
+
+    config = yaml.safe_load((TEMPLATE_SOURCE / "copier.yml").read_text())
+    assert config["_min_copier_version"]
+    for entry in config.get("_migrations") or []:
+        assert isinstance(entry, dict) and "version" in entry and "command" in entry, entry
+        Version(str(entry["version"]))  # raises for a version Copier could not order
+        command = entry["command"] if isinstance(entry["command"], list) else entry["command"].split()
+        for part in command:
+            if "hooks/migrations/" in str(part):
+                script = str(part).split("hooks/migrations/", 1)[1]
+                assert (TEMPLATE_SOURCE / "hooks/migrations" / script).is_file(), f"missing migration {script}"

@@ -52,7 +52,7 @@ def git(*args: str, check: bool = True, input_: bytes | None = None) -> subproce
 
 def committed(path: str) -> bytes | None:
     """The file as committed at HEAD (the operator's version before the update), or None."""
-    proc = git("show", f"HEAD:{path}", check=False)
+    proc = git("show", f"HEAD:./{path}", check=False)  # ./ = relative to the project, which may be a subdirectory
     return proc.stdout if proc.returncode == 0 else None
 
 
@@ -85,10 +85,11 @@ def render_previous_version(dest: Path) -> None:
 def mark_unmerged(path: str, base: bytes, ours: bytes, theirs: bytes) -> None:
     """Record the three stages like Copier does, so git lists `path` as unmerged."""
     mode = "100755" if os.access(path, os.X_OK) else "100644"
-    stages = [f"0 {'0' * 40}\t{path}"]
+    indexed = git("rev-parse", "--show-prefix").stdout.decode().strip() + path  # the index wants top-level paths
+    stages = [f"0 {'0' * 40}\t{indexed}"]
     for stage, blob in ((1, base), (2, ours), (3, theirs)):
         sha = git("hash-object", "-w", "--stdin", input_=blob).stdout.decode().strip()
-        stages.append(f"{mode} {sha} {stage}\t{path}")
+        stages.append(f"{mode} {sha} {stage}\t{indexed}")
     git("update-index", "--index-info", input_=("\n".join(stages) + "\n").encode())
 
 

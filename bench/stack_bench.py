@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Benchmark of the generated stack: cold start per environment, idle memory, image sizes.
+
+Prints one table per measure. Light mode (the default under CI=true, or --light) starts each
+environment once; full mode takes the median of --runs starts. Run it directly
+(`.venv/bin/python bench/stack_bench.py`) or through the test suite (tests/live/test_bench.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests" / "live"), str(ROOT / "hooks")]
+
+import sizing  # noqa: E402
+from sample_app import build_backend_jar, build_frontend  # noqa: E402
+from stack import Stack, base_image_answers, render  # noqa: E402
+
+ANSWERS = {"environments": ["staging", "prod"], "tls_mode_staging": "self-signed", "tls_mode_prod": "self-signed"}
+DOMAINS = {"staging": "staging.petory.example.com", "prod": "petory.example.com"}
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return [f"## {title}", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+
+
+def mib(value: str) -> float:
+    """docker stats memory ('12.5MiB', '1.2GiB', '800KiB') in MiB."""
+    units = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}
+    for unit in ("KiB", "MiB", "GiB", "B"):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * units[unit]
+    raise ValueError(value)
+
+
+def idle_memory(stack: Stack) -> dict[str, float]:
+    names = [doc["Name"].lstrip("/") for docs in stack.containers().values() for doc in docs]
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}", *names],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    usage: dict[str, float] = {}
+    for line in out:
+        stat = json.loads(line)
+        service = stat["Name"].removeprefix(stack.name + "-").rsplit("-", 1)[0]
+        usage[service] = max(usage.get(service, 0.0), mib(stat["MemUsage"].split("/")[0].strip()))
+    return usage
+
+
+def image_sizes(images: dict[str, str]) -> list[list[str]]:
+    rows = []
+    for role, image in images.items():
+        size = json.loads(subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True,
+                                         check=True).stdout)[0]["Size"]
+        rows.append([role, image, f"{size / 1e6:.1f}"])
+    return rows
+
+
+def run(light: bool, runs: int, log=print) -> list[str]:
+    base, kind = base_image_answers(log=log)
+    lines: list[str] = [f"stack benchmark ({'light' if light else 'full'} mode, base images: {kind})"]
+    with tempfile.TemporaryDirectory(prefix="petory-bench-") as tmp:
+        project = render(Path(tmp) / "repo", {**ANSWERS, **base})
+        build_backend_jar(project / "backend/build/libs/petory-0.0.1-SNAPSHOT.jar", "1.0.0")
+        build_frontend(project / "frontend/build", "1.0.0")
+        answers_plan = sizing.plan(*sizing.PRESETS["medium"])
+        start_rows, memory_rows = [], []
+        for env in ("staging", "prod"):
+            stack = Stack(project, env, DOMAINS[env])
+            stack.compose("build", timeout=900)  # image builds are not part of a cold start
+            times = []
+            try:
+                for _ in range(1 if light else runs):
+                    stack.run("scripts/init-certificates.sh", env)
+                    began = time.monotonic()
+                    stack.compose("up", "-d", "--wait", "--wait-timeout", "300", timeout=900)
+                    times.append(time.monotonic() - began)
+                    if len(times) < (1 if light else runs):
+                        stack.down(volumes=True)
+                time.sleep(5)  # let the JVM and MySQL settle before reading idle memory
+                for service, used in sorted(idle_memory(stack).items()):
+                    limit = answers_plan["services"][service]["memory_limit_mb"]
+                    memory_rows.append([env, service, f"{used:.1f}", str(limit), f"{100 * used / limit:.1f}"])
+            finally:
+                stack.down(volumes=True)
+            start_rows.append([env, str(len(times)), f"{statistics.median(times):.1f}", f"{min(times):.1f}",
+                               f"{max(times):.1f}"])
+        lines += table("cold `up --wait` to all healthy (empty volumes, images built)",
+                       ["env", "runs", "median s", "min s", "max s"], start_rows)
+        lines += table("idle memory per service against its limit (largest replica)",
+                       ["env", "service", "used MiB", "limit MiB", "% of limit"], memory_rows)
+        images = {**{k.removesuffix("_image"): v for k, v in base.items()},
+                  "backend (app)": "petory-live/backend:1.0.0", "frontend (app)": "petory-live/frontend:1.0.0"}
+        lines += table("image sizes", ["role", "image", "MB"], image_sizes(images))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--light", action="store_true", default=os.environ.get("CI") == "true",
+                        help="one start per environment (default under CI=true)")
+    parser.add_argument("--runs", type=int, default=3, help="starts per environment in full mode")
+    args = parser.parse_args(argv)
+    print("\n".join(run(args.light, args.runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
