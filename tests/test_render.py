@@ -127,10 +127,13 @@ def test_validation_names_file_and_line_and_fails(rendered, tmp_path):
     compose.write_text(compose.read_text() + "  oops: [unclosed\n")
     script = project / "scripts" / "compose.sh"
     script.write_text(script.read_text() + "\necho $undefined_and_unquoted\n")
+    snippet = project / "nginx" / "snippets" / "deny-hidden.conf"
+    snippet.write_text(snippet.read_text() + "\nlocation ~ \\.php {\n    return 404;\n}\n")
     proc = subprocess.run([sys.executable, "scripts/validate.py"], cwd=project, capture_output=True, text=True)
     assert proc.returncode == 1
     assert re.search(r"compose\.prod\.yaml:\d+:", proc.stdout), proc.stdout
     assert re.search(r"scripts/compose\.sh:\d+:\d+: .*SC2086", proc.stdout), proc.stdout
+    assert re.search(r"nginx/snippets/deny-hidden\.conf:\d+: \[unanchored_regex\]", proc.stdout), proc.stdout
 
 
 def test_missing_validator_is_reported_as_skipped_not_passed(rendered, tmp_path):
