@@ -52,6 +52,7 @@ def idle_memory(stack: Stack) -> dict[str, float]:
     for line in out:
         stat = json.loads(line)
         service = stat["Name"].removeprefix(stack.name + "-").rsplit("-", 1)[0]
+        service = service.removesuffix("-blue").removesuffix("-green")
         usage[service] = max(usage.get(service, 0.0), mib(stat["MemUsage"].split("/")[0].strip()))
     return usage
 

@@ -6,16 +6,33 @@ implemented in a sibling module that has its own unit tests.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 from jinja2.ext import Extension
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HOOKS = Path(__file__).resolve().parent
 
-import answers_rules  # noqa: E402
-import env_files  # noqa: E402
-import sizing  # noqa: E402
+
+def _load(name: str):
+    """Import hooks/<name>.py under a name unique to this template checkout.
+
+    `copier update` renders the old and the new template version in one process; a plain
+    `import sizing` would hand the new version the old version's cached module.
+    """
+    unique = f"petory_hooks_{abs(hash(str(HOOKS)))}_{name}"
+    if unique not in sys.modules:
+        spec = importlib.util.spec_from_file_location(unique, HOOKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module
+        spec.loader.exec_module(module)
+    return sys.modules[unique]
+
+
+answers_rules = _load("answers_rules")
+env_files = _load("env_files")
+sizing = _load("sizing")
 
 
 class PetoryExtension(Extension):

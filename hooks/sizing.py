@@ -166,8 +166,8 @@ def plan(
     total_mb = sum(s["memory_limit_mb"] for s in services.values()) + backend_mb * (replicas - 1)
     total_cpus = sum(s["cpus"] for s in services.values()) + backend_cpus * (replicas - 1)
 
-    # One pool per backend replica, plus one more for the second colour during a blue-green deploy.
-    max_connections = (replicas + 1) * HIKARI_POOL_SIZE + ADMIN_CONNECTIONS
+    # One pool per backend replica of each colour: both colours run during a blue-green deploy.
+    max_connections = 2 * replicas * HIKARI_POOL_SIZE + ADMIN_CONNECTIONS
     buffer_pool_mb = 0
     if bundled_mysql:
         room = mysql_mb - MYSQL_BASE_OVERHEAD_MB - MYSQL_PER_CONNECTION_MB * max_connections

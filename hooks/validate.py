@@ -47,7 +47,7 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 CONFLICT = re.compile(r"^(<{7}|>{7}|={7})( |$)")
 SKIP_DIRS = {".git", "node_modules", ".gradle", "build", "dist", "backups", ".deploy", ".venv", "__pycache__"}
 # Container paths that the edge's configuration refers to, and what stands for them in a check.
-EDGE_MOUNTS = ("/etc/nginx-site/", "/etc/nginx/", "/etc/letsencrypt/", "/var/www/acme/")
+EDGE_MOUNTS = ("/etc/nginx-site/", "/etc/nginx-state/", "/etc/nginx/", "/etc/letsencrypt/", "/var/www/acme/")
 
 
 @dataclass
@@ -219,7 +219,9 @@ class Validator:
         problems, gixy_problems = [], []
         gixy = self.tool("gixy")
         for env in self.environments():
-            found, dump = self.nginx_test(nginx, {"/etc/nginx/": "nginx", "/etc/nginx-site/": f"nginx/sites/{env}"},
+            mounts = {"/etc/nginx/": "nginx", "/etc/nginx-site/": f"nginx/sites/{env}",
+                      "/etc/nginx-state/": "nginx/initial-state"}  # the state before the first deploy
+            found, dump = self.nginx_test(nginx, mounts,
                                           "etc/nginx/nginx.conf", f"edge ({env})")
             problems += found
             gixy_problems += self.gixy(gixy, dump) if gixy and dump else []

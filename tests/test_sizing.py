@@ -63,8 +63,8 @@ def test_mysql_memory_settings_fit_the_container():
         used = mysql["innodb_buffer_pool_size_mb"] + sizing.MYSQL_BASE_OVERHEAD_MB \
             + mysql["max_connections"] * sizing.MYSQL_PER_CONNECTION_MB
         assert used <= limit
-        # Every replica's pool, one more during a deploy, plus admin connections.
-        assert mysql["max_connections"] == (replicas + 1) * mysql["hikari_pool_size"] + sizing.ADMIN_CONNECTIONS
+        # Every replica's pool in both colours (a deploy runs both), plus admin connections.
+        assert mysql["max_connections"] == 2 * replicas * mysql["hikari_pool_size"] + sizing.ADMIN_CONNECTIONS
         assert mysql["innodb_buffer_pool_size_mb"] % 128 == 0
 
 

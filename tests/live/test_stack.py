@@ -22,8 +22,16 @@ def plan_of(project: Path) -> dict:
     return sizing.plan(cpus, memory_gb, answers.get("backend_replicas", replicas))
 
 
+def by_service(stack) -> dict[str, list[dict]]:
+    """Containers grouped by service, colours folded: backend-blue -> backend."""
+    grouped: dict[str, list[dict]] = {}
+    for name, docs in stack.containers().items():
+        grouped.setdefault(name.removesuffix("-blue").removesuffix("-green"), []).extend(docs)
+    return grouped
+
+
 def test_every_service_is_healthy(stack):
-    services = stack.containers()
+    services = by_service(stack)
     assert set(services) == SERVICES
     assert len(services["backend"]) == plan_of(stack.project_dir)["backend_replicas"] == 2
     for name, containers in services.items():
@@ -78,7 +86,7 @@ def test_security_headers_and_no_server_version(stack):
 
 
 def test_only_the_edge_publishes_ports_and_data_services_are_internal(stack):
-    services = stack.containers()
+    services = by_service(stack)
     for name, containers in services.items():
         for doc in containers:
             bindings = {port: b for port, b in (doc["HostConfig"]["PortBindings"] or {}).items() if b}
@@ -91,7 +99,7 @@ def test_only_the_edge_publishes_ports_and_data_services_are_internal(stack):
     network = json.loads(subprocess.run(["docker", "network", "inspect", data_network], capture_output=True,
                                         text=True, check=True).stdout)[0]
     assert network["Internal"] is True
-    members = {c["Name"].split("-")[-2] for c in network["Containers"].values()}
+    members = {c["Name"].removeprefix(stack.name + "-").split("-")[0] for c in network["Containers"].values()}
     assert members == {"backend", "mysql", "redis"}
     for name in ("mysql", "redis"):
         networks = set(services[name][0]["NetworkSettings"]["Networks"])
@@ -117,7 +125,7 @@ def test_staging_has_test_data_and_prod_has_none(stack):
 
 def test_memory_and_cpu_limits_equal_the_sizing_plan(stack):
     plan = plan_of(stack.project_dir)
-    for name, containers in stack.containers().items():
+    for name, containers in by_service(stack).items():
         expected = plan["services"][name]
         for doc in containers:
             host = doc["HostConfig"]
@@ -131,7 +139,7 @@ def test_services_run_as_intended_non_root_users(stack):
     # mariadbd: the MySQL stand-in's server binary (the official image runs mysqld).
     expected = {"edge": (("nginx",), "101"), "frontend": (("nginx",), "101"), "backend": (("java",), "10001"),
                 "mysql": (("mysqld", "mariadbd"), "999"), "redis": (("redis-server",), "999")}
-    for name, containers in stack.containers().items():
+    for name, containers in by_service(stack).items():
         commands, uid = expected[name]
         for doc in containers:
             top = subprocess.run(["docker", "top", doc["Id"], "-eo", "pid,uid,comm"], capture_output=True, text=True,
@@ -141,7 +149,7 @@ def test_services_run_as_intended_non_root_users(stack):
 
 
 def test_log_rotation_init_and_hardening(stack):
-    for name, containers in stack.containers().items():
+    for name, containers in by_service(stack).items():
         for doc in containers:
             host = doc["HostConfig"]
             assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}}, name

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Restores a dump made by scripts/backup-db.sh into the running MySQL of an environment.
+# The current data is dumped first (label pre-restore), so a wrong restore can be undone.
+set -Eeuo pipefail
+
+usage() {
+    cat <<USAGE
+Usage: scripts/restore-db.sh <env> <backup.sql.gz> [--yes]
+
+Replaces the application database of <env> with the dump. Asks for confirmation unless --yes.
+USAGE
+}
+
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+positional=()
+while (($#)); do
+    case "$1" in
+        -h | --help) usage; exit 0 ;;
+        --yes) export ASSUME_YES=1 ;;
+        -*) usage >&2; die "unknown option $1" ;;
+        *) positional+=("$1") ;;
+    esac
+    shift
+done
+((${#positional[@]} == 2)) || { usage >&2; exit 2; }
+env="${positional[0]}"
+dump="${positional[1]}"
+require_env "${env}"
+[[ -r "${dump}" ]] || die "cannot read ${dump}"
+gzip -t "${dump}" || die "${dump} is not a valid gzip file"
+
+confirm "Replace the ${env} database with ${dump}? Current data is backed up first." || die "cancelled; nothing changed"
+log "restore: safety backup of the current data"
+"${REPO_ROOT}/scripts/backup-db.sh" "${env}" --label pre-restore >/dev/null
+log "restore: loading ${dump} into ${env}"
+# shellcheck disable=SC2016 # expanded by the container's shell
+zcat "${dump}" | compose "${env}" exec -T mysql sh -c 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot --default-character-set=utf8mb4' ||
+    die "the restore failed; the pre-restore backup is in backups/${env}/"
+log "restore: done"

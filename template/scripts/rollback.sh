@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Goes back to the previous (or a named) version with the same zero-downtime switch as a deploy,
+# using only images already on this host: it works with the registry unreachable.
+set -Eeuo pipefail
+
+usage() {
+    cat <<USAGE
+Usage: scripts/rollback.sh <env> [version] [--yes]
+
+Without a version, goes back to the version deployed before the current one (from
+.deploy/<env>/history). The images must still be on this host (deploy.sh keeps the last 5).
+  --yes   do not ask for confirmation
+USAGE
+}
+
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+positional=()
+while (($#)); do
+    case "$1" in
+        -h | --help) usage; exit 0 ;;
+        --yes) export ASSUME_YES=1 ;;
+        -*) usage >&2; die "unknown option $1" ;;
+        *) positional+=("$1") ;;
+    esac
+    shift
+done
+((${#positional[@]} >= 1 && ${#positional[@]} <= 2)) || { usage >&2; exit 2; }
+env="${positional[0]}"
+require_env "${env}"
+history="$(state_dir "${env}")/history"
+[[ -s "${history}" ]] || die "no deploy history for ${env} (${history}); nothing to roll back to"
+current="$(cat "$(state_dir "${env}")/current" 2>/dev/null || true)"
+
+target="${positional[1]:-}"
+if [[ -z "${target}" ]]; then
+    # The newest version in the history that differs from the current one.
+    target="$(awk '{print $3}' "${history}" | tac | awk -v cur="${current}" '$0 != cur && !seen[$0]++' | head -n 1)"
+    [[ -n "${target}" ]] || die "the history of ${env} holds no version other than ${current}"
+fi
+[[ "${target}" != "${current}" ]] || die "${env} already runs ${target}"
+
+confirm "Roll ${env} back from ${current:-unknown} to ${target}?" || die "cancelled"
+log "rollback: ${env}: ${current:-unknown} -> ${target} (no pull)"
+exec "${REPO_ROOT}/scripts/deploy.sh" "${env}" "${target}" --no-pull

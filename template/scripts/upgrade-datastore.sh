@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one way to upgrade MySQL or Redis: back up first, then replace the container with the image
+# now named in compose.yaml, and wait for its health check. Deploys never touch these services.
+set -Eeuo pipefail
+
+usage() {
+    cat <<USAGE
+Usage: scripts/upgrade-datastore.sh <env> mysql|redis [--yes]
+
+Before: change the image (copier update --data mysql_image=... or edit compose.yaml) and commit.
+Steps: backup (mysqldump, or a Redis BGSAVE copied to backups/<env>/), pull the new image,
+recreate only that service, wait until healthy. Data volumes are kept.
+USAGE
+}
+
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+positional=()
+while (($#)); do
+    case "$1" in
+        -h | --help) usage; exit 0 ;;
+        --yes) export ASSUME_YES=1 ;;
+        -*) usage >&2; die "unknown option $1" ;;
+        *) positional+=("$1") ;;
+    esac
+    shift
+done
+((${#positional[@]} == 2)) || { usage >&2; exit 2; }
+env="${positional[0]}"
+service="${positional[1]}"
+require_env "${env}"
+[[ "${service}" == mysql || "${service}" == redis ]] || die "the service must be mysql or redis"
+[[ -n "$(compose "${env}" ps -q "${service}")" ]] || die "${service} of ${env} is not running"
+
+confirm "Upgrade ${service} of ${env}? The service is unavailable while it restarts." || die "cancelled"
+if [[ "${service}" == mysql ]]; then
+    log "upgrade: backing up MySQL first"
+    "${REPO_ROOT}/scripts/backup-db.sh" "${env}" --label "pre-upgrade" >/dev/null
+else
+    log "upgrade: saving a Redis snapshot first"
+    dir="${REPO_ROOT}/backups/${env}"
+    mkdir -p "${dir}"
+    # shellcheck disable=SC2016 # expanded by the container's shell
+    compose "${env}" exec -T redis sh -c 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli SAVE' >/dev/null
+    compose "${env}" exec -T redis cat /data/dump.rdb >"${dir}/redis-$(date -u +%Y%m%dT%H%M%SZ)-pre-upgrade.rdb"
+fi
+log "upgrade: pulling and recreating ${service}"
+compose "${env}" pull "${service}" || log "upgrade: pull failed; using the local image if present"
+compose "${env}" up -d --no-deps --wait --wait-timeout 300 "${service}" || die "${service} did not become healthy; restore from backups/${env}/"
+log "upgrade: ${service} of ${env} is healthy"
