@@ -6,6 +6,7 @@ answer looks like; copier.yml validators call it so every rule has a unit test.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import zoneinfo
 
@@ -33,6 +34,38 @@ def _fqdn(value: str) -> str:
         return f"'{value}' looks like a URL; give the bare host name, e.g. petory.example.com"
     if not FQDN.match(str(value)):
         return f"'{value}' is not a fully qualified lower-case domain name, e.g. petory.example.com"
+    return ""
+
+
+# Browser origins allowed by CORS: scheme://host[:port], nothing after it (that is what browsers send).
+ORIGIN = re.compile(rf"^(?:https://(?:{LABEL}\.)+[a-z]{{2,63}}|http://(?:localhost|127\.0\.0\.1))(?::[0-9]{{1,5}})?$")
+HTTPS_URL = re.compile(rf"^https://(?:{LABEL}\.)*{LABEL}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~/-]*)?$")
+# Whole-number answers: (lowest, highest, what it is).
+RANGES = {
+    "body_size_mb": (1, 1024, "a request body limit in MB"),
+    "timeout_seconds": (5, 3600, "a timeout in seconds"),
+    "rate_per_second": (1, 10000, "a request rate per second"),
+}
+
+
+def _origin(value: str) -> str:
+    if value == "*" or "*" in value:
+        return f"'{value}' is a wildcard; list each allowed origin, e.g. https://partner.example.com"
+    if value.endswith("/") or value.count("/") > 2:
+        return f"'{value}' has a path; an origin is scheme://host[:port] only, e.g. https://partner.example.com"
+    if not ORIGIN.match(value):
+        return (f"'{value}' is not an origin like https://partner.example.com (https, lower-case host, optional "
+                "port; plain http only for localhost)")
+    return ""
+
+
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return f"'{value}' is not a CIDR range or address, e.g. 10.0.0.0/8 or 203.0.113.10"
+    if network.prefixlen == 0:
+        return f"'{value}' would trust every address, so anyone could fake their address; list your load balancers' ranges"
     return ""
 
 
@@ -89,6 +122,22 @@ def _rule(kind: str, value) -> str:
     if kind == "abs_path":
         return "" if re.match(r"^/[A-Za-z0-9._/-]+$", text) and ".." not in text else (
             f"'{text}' must be an absolute directory path on the server, e.g. /srv/petory"
+        )
+    if kind == "origin_list":
+        if not isinstance(value, list):
+            return "give a YAML list of origins, e.g. [https://partner.example.com] or []"
+        return next((m for m in (_origin(str(v)) for v in value) if m), "")
+    if kind == "cidr_list":
+        if not isinstance(value, list):
+            return "give a YAML list of CIDR ranges, e.g. [10.0.0.0/8] or []"
+        return next((m for m in (_cidr(str(v)) for v in value) if m), "")
+    if kind in RANGES:
+        low, high, what = RANGES[kind]
+        ok = isinstance(value, int) and not isinstance(value, bool) or text.isdigit()
+        return "" if ok and low <= int(text) <= high else f"'{text}' is not {what}: a whole number from {low} to {high}"
+    if kind == "https_url":
+        return "" if HTTPS_URL.match(text) else (
+            f"'{text}' is not an https:// URL, e.g. https://acme-v02.api.letsencrypt.org/directory"
         )
     if kind == "db_name":
         return "" if DB_NAME.match(text) else (

@@ -13,6 +13,11 @@ VALID = [
     ("unix_user", "deploy"), ("host", "203.0.113.10"), ("abs_path", "/srv/petory"), ("db_name", "petory"),
     ("fqdn_list", []), ("fqdn_list", ["www.petory.example.com"]), ("namespace", "petory-team"),
     ("registry_host", "registry.example.com:5000"),
+    ("origin_list", []), ("origin_list", ["https://partner.petory.example.com", "https://app.example.com:8443"]),
+    ("origin_list", ["http://localhost:3000"]), ("cidr_list", []), ("cidr_list", ["10.0.0.0/8", "203.0.113.10"]),
+    ("cidr_list", ["2001:db8::/32"]), ("body_size_mb", 10), ("body_size_mb", 1024), ("timeout_seconds", 60),
+    ("rate_per_second", 20), ("https_url", "https://acme-staging-v02.api.letsencrypt.org/directory"),
+    ("https_url", "https://pebble:14000/dir"),
 ]
 INVALID = [
     ("fqdn", "https://petory.example.com", "URL"), ("fqdn", "petory", "fully qualified"),
@@ -23,6 +28,14 @@ INVALID = [
     ("unix_user", "root user", "Unix user"), ("host", "not a host", "host name"), ("abs_path", "srv", "absolute"),
     ("db_name", "pet-ory", "database name"), ("fqdn_list", "www.petory.example.com", "YAML list"),
     ("namespace", "Team", "namespace"),
+    ("origin_list", "https://a.example.com", "YAML list"), ("origin_list", ["*"], "wildcard"),
+    ("origin_list", ["https://a.example.com/"], "has a path"), ("origin_list", ["http://a.example.com"], "plain http"),
+    ("origin_list", ["https://A.example.com"], "lower-case"), ("cidr_list", "10.0.0.0/8", "YAML list"),
+    ("cidr_list", ["0.0.0.0/0"], "trust every address"), ("cidr_list", ["::/0"], "trust every address"),
+    ("cidr_list", ["10.0.0.1/8"], "not a CIDR"), ("cidr_list", ["lb.example.com"], "not a CIDR"),
+    ("body_size_mb", 0, "from 1 to 1024"), ("body_size_mb", 2048, "from 1 to 1024"),
+    ("timeout_seconds", 1, "from 5 to 3600"), ("rate_per_second", "fast", "request rate"),
+    ("https_url", "http://acme.example.com/directory", "https://"),
 ]
 
 

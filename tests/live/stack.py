@@ -113,24 +113,28 @@ class Stack:
     project_dir: Path
     env: str
     domain: str
-    version: str = "1.0.0"
+    version: str | None = "1.0.0"  # APP_VERSION for `up`; None leaves the versions to deploy.sh
     name: str = field(default_factory=lambda: f"petory-live-{uuid.uuid4().hex[:8]}")
     http_port: int = field(default_factory=free_port)
     https_port: int = field(default_factory=free_port)
+    backend_image: str = "petory-live/backend"
+    frontend_image: str = "petory-live/frontend"
 
     @property
     def environ(self) -> dict[str, str]:
         # Shell variables win over env/<env>.env in Compose interpolation: unique project, loopback ports.
-        return {
+        environ = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.name,
             "EDGE_BIND_ADDRESS": "127.0.0.1",
             "EDGE_HTTP_PORT": str(self.http_port),
             "EDGE_HTTPS_PORT": str(self.https_port),
-            "APP_VERSION": self.version,
-            "BACKEND_IMAGE": "petory-live/backend",
-            "FRONTEND_IMAGE": "petory-live/frontend",
+            "BACKEND_IMAGE": self.backend_image,
+            "FRONTEND_IMAGE": self.frontend_image,
         }
+        if self.version:
+            environ["APP_VERSION"] = self.version
+        return environ
 
     def run(self, *cmd: str, check: bool = True, timeout: int = 600, input: bytes | None = None):
         proc = subprocess.run(list(cmd), cwd=self.project_dir, env=self.environ, capture_output=True,
