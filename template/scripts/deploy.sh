@@ -110,10 +110,11 @@ MAPS
     mv "${tmp}" "${file}" # a new inode in the mounted directory: nginx sees it at the next reload
 }
 
-# old_workers: nginx workers still finishing requests after a reload.
+# old_workers: nginx workers still finishing requests after a reload ("[s]" keeps grep's own
+# command line, which contains the pattern, from matching).
 old_workers() {
     # shellcheck disable=SC2016 # expanded by the container's shell
-    edge_exec sh -c 'n=0; for f in /proc/[0-9]*/cmdline; do tr "\0" " " <"$f" 2>/dev/null | grep -q "shutting down" && n=$((n+1)); done; echo $n' || echo 0
+    edge_exec sh -c 'n=0; for f in /proc/[0-9]*/cmdline; do tr "\0" " " <"$f" 2>/dev/null | grep -q "[s]hutting down" && n=$((n+1)); done; echo $n' || echo 0
 }
 
 smoke() { # smoke APP: one request through the edge's preview server to the idle colour

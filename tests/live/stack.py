@@ -13,6 +13,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,16 +182,58 @@ class Stack:
                 services.setdefault(doc["Config"]["Labels"]["com.docker.compose.service"], []).append(doc)
         return services
 
+    def connection(self, host: str | None = None, scheme: str = "https", timeout: float = 15):
+        if scheme == "https":
+            return _SNIConnection(self.https_port, host or self.domain, timeout)
+        return http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+
     def request(self, method: str, path: str, *, host: str | None = None, scheme: str = "https",
                 body: bytes | None = None, headers: dict | None = None, timeout: float = 15) -> Response:
         host = host or self.domain
-        if scheme == "https":
-            conn = _SNIConnection(self.https_port, host, timeout)
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        conn = self.connection(host, scheme, timeout)
         try:
             conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
             resp = conn.getresponse()
             return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
         finally:
             conn.close()
+
+
+class KeepAliveClient:
+    """HTTPS with one persistent connection per thread, like a browser or an HTTP client pool.
+
+    A request on a reused connection that the server closed meanwhile (a keep-alive timeout, or
+    nginx workers retiring after a reload) is retried once on a new connection, as browsers and
+    connection pools do; a failure on a fresh connection is a real failure.
+    """
+
+    STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError, BrokenPipeError)
+
+    def __init__(self, stack: Stack, timeout: float = 10):
+        self.stack = stack
+        self.timeout = timeout
+        self.local = threading.local()
+
+    def request(self, method: str, path: str) -> Response:
+        conn = getattr(self.local, "conn", None)
+        reused = conn is not None
+        if conn is None:
+            conn = self.local.conn = self.stack.connection(timeout=self.timeout)
+        try:
+            conn.request(method, path, headers={"Host": self.stack.domain})
+            resp = conn.getresponse()
+            result = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        except self.STALE:
+            conn.close()
+            self.local.conn = None
+            if reused:
+                return self.request(method, path)
+            raise
+        except Exception:
+            conn.close()
+            self.local.conn = None
+            raise
+        if result.headers.get("connection", "").lower() == "close":
+            conn.close()
+            self.local.conn = None
+        return result

@@ -62,6 +62,16 @@ STANDIN_IMAGES: dict[str, str] = {
     "jre": JRE_TAG,
 }
 
+#: test tools that are not base-image answers; built only on request (:func:`ensure_tool_images`):
+#: the certbot stand-in (answer ``certbot_image``) and pebble, the ACME test CA.
+CERTBOT_TAG = "petory-standin/certbot:v4"
+PEBBLE_TAG = "petory-standin/pebble:2"
+TOOL_IMAGES: dict[str, str] = {"certbot": CERTBOT_TAG, "pebble": PEBBLE_TAG}
+TOOL_BUILDS: tuple[tuple[str, str, str], ...] = (
+    ("certbot", CERTBOT_TAG, "bookworm"),
+    ("pebble", PEBBLE_TAG, "bookworm"),
+)
+
 #: build order: (directory under standins/, tag, Debian suite of the base)
 BUILDS: tuple[tuple[str, str, str], ...] = (
     ("nginx", NGINX_TAG, "trixie"),
@@ -413,6 +423,25 @@ def ensure_standin_images(log: Log = print, *, force: bool = False,
             build_standin(role, tag, suite, base_ids[suite], force=force, log=log)
     log(f"standins: all stand-ins ready ({time.monotonic() - started:.1f}s)")
     return dict(STANDIN_IMAGES)
+
+
+def ensure_tool_images(roles: Iterable[str] | None = None, log: Log = print, *,
+                       force: bool = False) -> dict[str, str]:
+    """Build the test tools (:data:`TOOL_IMAGES`) that are missing or out of date; return them."""
+    _check_docker()
+    wanted = set(roles) if roles else set(TOOL_IMAGES)
+    unknown = wanted - set(TOOL_IMAGES)
+    if unknown:
+        raise RuntimeError(f"standins: unknown tool image(s) {sorted(unknown)}")
+    base_ids: dict[str, str] = {}
+    with _build_lock(log):
+        for role, tag, suite in TOOL_BUILDS:
+            if role not in wanted:
+                continue
+            if suite not in base_ids:
+                base_ids[suite] = ensure_base_image(suite, log)
+            build_standin(role, tag, suite, base_ids[suite], force=force, log=log)
+    return {role: TOOL_IMAGES[role] for role in sorted(wanted)}
 
 
 def refresh_rootfs(log: Log = print) -> None:

@@ -1,0 +1,376 @@
+"""deploy.yml's deploy job, executed for real: its shell steps run here against an SSH server.
+
+The generated repository plays the GitHub repository (two commits, a bare clone as `origin`), the
+host plays the runner, and a container built from tests/live/ssh/ plays the staging server: sshd
+with a `deploy` user, git, the Docker CLI and Compose, talking to the host's engine through the
+mounted socket. The server holds a checkout of the repository with env/staging.env, as the
+generated docs tell an operator to prepare it. Images of each commit are built from the sample
+app the way deploy.yml's image jobs build them and pushed to a registry on 127.0.0.1.
+
+The `run:` scripts of the job are taken from the rendered deploy.yml unchanged; `${{ ... }}`
+expressions in its `env:` are replaced by test values, and any other expression fails the test.
+They run with `bash --noprofile --norc -eo pipefail`, as GitHub runs them, in the order and
+under the `if:` conditions of the workflow. SSH uses a key generated here and a known_hosts
+built from the container's host key, with StrictHostKeyChecking=yes; the public URL reaches the
+edge on 127.0.0.1 through curl's connect-to (a .curlrc), with the site's certificate as CA.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from registry import LocalRegistry
+from sample_app import build_backend_jar, build_frontend
+from stack import Stack, free_port, render
+
+HERE = Path(__file__).resolve().parent
+SERVER_DIR = HERE / "ssh"
+SERVER_IMAGE = "petory-test/ssh-server:trixie"
+DOMAIN = "staging.petory.example.com"
+JAR = "backend/build/libs/petory-0.0.1-SNAPSHOT.jar"
+LABEL = "org.petory.test=ssh-deploy"
+
+
+def sh(*cmd, cwd=None, check=True, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(list(map(str, cmd)), cwd=cwd, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}\n{proc.stdout[-1000:]}")
+    return proc
+
+
+def git(repo: Path, *args) -> str:
+    return sh("git", "-C", repo, "-c", "user.name=CI", "-c", "user.email=ci@example.invalid", *args).stdout.strip()
+
+
+# --------------------------------------------------------------------------- the runner side
+
+@dataclass
+class StepResult:
+    name: str
+    outcome: str  # success, failure, skipped
+    output: str
+
+
+@dataclass
+class JobRun:
+    steps: list[StepResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.outcome != "failure" for s in self.steps)
+
+    def outcome(self, name_part: str) -> str:
+        return next(s.outcome for s in self.steps if name_part in s.name)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(f"--- {s.name}: {s.outcome}\n{s.output}" for s in self.steps)
+
+
+class Runner:
+    """Runs the `run:` steps of one job of the rendered deploy.yml like a GitHub runner would."""
+
+    def __init__(self, workflow: Path, job_id: str, workdir: Path, expressions: dict[str, str]):
+        doc = yaml.safe_load(workflow.read_text())
+        self.job = doc["jobs"][job_id]
+        self.shell = doc["defaults"]["run"]["shell"]
+        self.workdir = workdir
+        self.expressions = expressions
+
+    def substitute(self, value) -> str:
+        def replace(match: re.Match) -> str:
+            expression = match.group(1)
+            assert expression in self.expressions, f"deploy.yml uses ${{{{ {expression} }}}}, unknown to this test"
+            return self.expressions[expression]
+
+        return re.sub(r"\$\{\{\s*(.*?)\s*\}\}", replace, str(value))
+
+    def should_run(self, condition: str | None, failed: list[str]) -> bool:
+        if condition is None:
+            return not failed
+        if condition == "always()":
+            return True
+        match = re.fullmatch(r"failure\(\) && steps\.(\w+)\.outcome == 'failure'", condition)
+        assert match, f"this test cannot evaluate the step condition {condition!r}"
+        return bool(failed) and match.group(1) in failed
+
+    def run(self, sha: str, extra_env: dict[str, str]) -> JobRun:
+        runner_temp = self.workdir / f"runner-temp-{uuid.uuid4().hex[:6]}"
+        runner_temp.mkdir()
+        base = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "CI": "true", "GITHUB_ACTIONS": "true",
+                "GITHUB_SHA": sha, "GITHUB_REF": "refs/heads/main", "GITHUB_EVENT_NAME": "push",
+                "RUNNER_TEMP": str(runner_temp), **extra_env}
+        base.update({k: self.substitute(v) for k, v in self.job["env"].items()})
+        results: list[StepResult] = []
+        failed: list[str] = []
+        for index, step in enumerate(self.job["steps"]):
+            assert "run" in step and "uses" not in step, step
+            name = step.get("name", f"step {index}")
+            if not self.should_run(step.get("if"), failed):
+                results.append(StepResult(name, "skipped", ""))
+                continue
+            env = {**base, **{k: self.substitute(v) for k, v in step.get("env", {}).items()}}
+            script = runner_temp / f"step-{index}.sh"
+            script.write_text(step["run"])
+            assert self.shell == "bash"
+            proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
+                                  cwd=self.workdir, capture_output=True, text=True, timeout=900)
+            outcome = "success" if proc.returncode == 0 else "failure"
+            if outcome == "failure":
+                failed.append(step.get("id", name))
+            results.append(StepResult(name, outcome, proc.stdout + proc.stderr))
+        return JobRun(results)
+
+
+# --------------------------------------------------------------------------- the server side
+
+class Server:
+    """The SSH server container; the deploy directory lives at the same path on host and container."""
+
+    def __init__(self, workdir: Path, public_key: str, base: str):
+        self.name = f"petory-ssh-{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.workdir = workdir
+        self.public_key = public_key
+        self.base = base
+
+    def start(self) -> None:
+        sh("docker", "build", "-q", "--build-arg", f"BASE={self.base}", "-t", SERVER_IMAGE, SERVER_DIR,
+           env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=1200)
+        sh("docker", "run", "-d", "--name", self.name, "--label", LABEL, "-p", f"127.0.0.1:{self.port}:22",
+           "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{self.workdir}:{self.workdir}",
+           "-e", f"AUTHORIZED_KEY={self.public_key}", SERVER_IMAGE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.exec("test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub", check=False).returncode == 0 and \
+                    "sshd" in self.exec("sh", "-c", "cat /proc/1/cmdline", check=False).stdout:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"sshd did not start: {sh('docker', 'logs', self.name, check=False).stderr}")
+
+    def exec(self, *cmd, user: str = "root", check: bool = True) -> subprocess.CompletedProcess:
+        return sh("docker", "exec", "-u", user, self.name, *cmd, check=check)
+
+    def known_hosts(self) -> str:
+        """The host key as ssh writes it for a non-standard port; read from the server, never scanned."""
+        key = self.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()
+        return f"[127.0.0.1]:{self.port} {key[0]} {key[1]}"
+
+    def stop(self) -> None:
+        sh("docker", "rm", "-f", "-v", self.name, check=False)
+
+
+def server_base_image() -> str:
+    """Debian trixie: the locally built stand-in when present (no registry here), else the official image."""
+    if sh("docker", "image", "inspect", "petory-standin/debian:trixie", check=False).returncode == 0:
+        return "petory-standin/debian:trixie"
+    return "debian:trixie"
+
+
+@dataclass
+class Setup:
+    repo: Path
+    deploy_dir: Path
+    runner: Runner
+    server: Server
+    stack: Stack
+    registry: LocalRegistry
+    private_key: str
+    commits: list[str]
+    curl_home: Path
+
+    def version(self, sha: str) -> str:
+        return f"sha-{sha[:7]}"
+
+    def run_job(self, sha: str, known_hosts: str | None = None, https_port: int | None = None) -> JobRun:
+        (self.curl_home / ".curlrc").write_text(
+            f"connect-to = {DOMAIN}:443:127.0.0.1:{https_port or self.stack.https_port}\n"
+            f"cacert = {self.curl_home / 'ca.pem'}\n")
+        runner = self.runner
+        runner.expressions["secrets.SSH_KNOWN_HOSTS"] = known_hosts or self.server.known_hosts()
+        return runner.run(sha, {"HOME": str(self.curl_home), "CURL_HOME": str(self.curl_home)})
+
+    def served_versions(self) -> tuple[str, str]:
+        api = self.stack.request("GET", "/api/version", timeout=10)
+        page = self.stack.request("GET", "/", timeout=10)
+        match = re.search(r'name="petory-version" content="([^"]+)"', page.text)
+        return (api.json().get("version", "") if api.status == 200 else f"HTTP {api.status}",
+                match.group(1) if match else f"HTTP {page.status}")
+
+    def server_head(self) -> str:
+        return self.server.exec("git", "-C", self.deploy_dir, "rev-parse", "HEAD", user="deploy").stdout.strip()
+
+
+def publish(repo: Path, registry: LocalRegistry, answers: dict, sha: str) -> None:
+    """What deploy.yml's image jobs do for one commit: bootJar and npm build, then build and push."""
+    version = f"sha-{sha[:7]}"
+    build_backend_jar(repo / JAR, version)
+    build_frontend(repo / "frontend/build", version)
+    for app in ("backend", "frontend"):
+        image = f"{answers[f'{app}_image']}:{version}"
+        sh("docker", "build", "-q", "-f", f"docker/{app}/Dockerfile", "--build-arg", f"APP_VERSION={version}",
+           "--build-arg", f"VCS_REF={sha}", "-t", image, ".", cwd=repo,
+           env={"PATH": os.environ["PATH"], "DOCKER_BUILDKIT": "0"}, timeout=900)
+        sh("docker", "push", "-q", image, timeout=600)
+        sh("docker", "image", "rm", image)  # the server must pull it
+
+
+@pytest.fixture(scope="module")
+def setup(base_images, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ssh-deploy")
+    registry = LocalRegistry(workdir)
+    registry.start()
+    deploy_dir = workdir / "srv" / "petory-deploy"
+    answers = {
+        "environments": ["staging"], "tls_mode_staging": "self-signed", "server_size": "small",
+        "staging_ssh_host": "127.0.0.1", "staging_ssh_user": "deploy", "staging_deploy_dir": str(deploy_dir),
+        "backend_image": f"{registry.host}/petory/petory-backend",
+        "frontend_image": f"{registry.host}/petory/petory-frontend",
+        **base_images,
+    }
+    server = stack = None
+    try:
+        # The GitHub repository: the generated files, two commits, the app's build output ignored.
+        repo = render(workdir / "repo", answers)
+        sh("git", "init", "-q", "-b", "main", repo)
+        (repo / ".git/info/exclude").write_text("backend/build/\nfrontend/build/\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "Deployment from the Petory template")
+        first = git(repo, "rev-parse", "HEAD")
+        publish(repo, registry, answers, first)
+        readme = repo / "README.md"
+        readme.write_text(readme.read_text() + "\nSecond release.\n")
+        git(repo, "commit", "-q", "-am", "Second release")
+        second = git(repo, "rev-parse", "HEAD")
+        publish(repo, registry, answers, second)
+        origin = workdir / "origin.git"
+        sh("git", "clone", "-q", "--bare", repo, origin)
+
+        # The server, prepared as docs/03-cicd-pipeline.md says: a checkout of the repository and
+        # env/staging.env with the generated secrets. Loopback ports and a unique project here.
+        sh("git", "clone", "-q", origin, deploy_dir)
+        git(deploy_dir, "checkout", "-q", first)
+        project_name = f"petory-ssh-{uuid.uuid4().hex[:8]}"
+        stack = Stack(deploy_dir, "staging", DOMAIN, version=None, name=project_name,
+                      backend_image=answers["backend_image"], frontend_image=answers["frontend_image"])
+        env_text = (repo / "env/staging.env").read_text()
+        for key, value in (("COMPOSE_PROJECT_NAME", project_name), ("EDGE_BIND_ADDRESS", "127.0.0.1"),
+                           ("EDGE_HTTP_PORT", str(stack.http_port)), ("EDGE_HTTPS_PORT", str(stack.https_port))):
+            env_text, count = re.subn(rf"(?m)^{key}=.*$", f"{key}={value}", env_text)
+            assert count == 1, key
+        (deploy_dir / "env/staging.env").write_text(env_text)
+        (deploy_dir / "env/staging.env").chmod(0o600)
+        sh("chown", "-R", "1000:1000", deploy_dir, origin)
+
+        # The deploy key, made for this purpose only; the workflow gets the private half as a secret.
+        keys = workdir / "keys"
+        keys.mkdir()
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "github-actions-deploy", "-f", keys / "id")
+        server = Server(workdir, (keys / "id.pub").read_text().strip(), server_base_image())
+        server.start()
+        # The operator's one-time step before the first deploy (`make certs ENV=staging`); the
+        # runner's curl trusts the resulting self-signed certificate.
+        server.exec("sh", "-c", f"cd {deploy_dir} && scripts/init-certificates.sh staging", user="deploy")
+        curl_home = workdir / "runner-home"
+        curl_home.mkdir()
+        volume = f"{project_name}_certs"
+        (curl_home / "ca.pem").write_text(sh(
+            "docker", "run", "--rm", "-v", f"{volume}:/c:ro", "--entrypoint", "cat", base_images["edge_nginx_image"],
+            f"/c/live/{DOMAIN}/fullchain.pem").stdout)
+
+        workflow = repo / ".github/workflows/deploy.yml"
+        private_key = (keys / "id").read_text()
+        expressions = {
+            "vars.SSH_PORT || '22'": str(server.port),
+            "vars.SMOKE_API_PATH || '/api/'": "/api/",
+            "secrets.SSH_PRIVATE_KEY": private_key,
+        }
+        yield Setup(repo, deploy_dir, Runner(workflow, "deploy-staging", workdir, expressions), server, stack,
+                    registry, private_key, [first, second], curl_home)
+    finally:
+        try:
+            if stack is not None:
+                stack.down(volumes=True)
+                assert not stack.leftovers(), stack.leftovers()
+        finally:
+            if server is not None:
+                server.stop()
+            registry.stop()
+            images = sh("docker", "image", "ls", "-q", f"{registry.host}/petory/*", check=False).stdout.split()
+            if images:
+                sh("docker", "image", "rm", "-f", *set(images), check=False)
+            sh("chown", "-R", f"{os.getuid()}:{os.getgid()}", workdir, check=False)
+
+
+def assert_no_secret_in(run: JobRun, private_key: str) -> None:
+    body = "".join(private_key.strip().splitlines()[1:-1])
+    for chunk in (body[i:i + 24] for i in range(0, len(body), 24)):
+        assert chunk not in run.output.replace("\n", ""), "a piece of the private key reached the log"
+
+
+def test_a_wrong_host_key_stops_the_job_before_anything_runs_on_the_server(setup):
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "impostor", "-f", setup.curl_home / "impostor")
+    impostor = (setup.curl_home / "impostor.pub").read_text().split()
+    run = setup.run_job(setup.commits[0], known_hosts=f"[127.0.0.1]:{setup.server.port} {impostor[0]} {impostor[1]}")
+    assert run.outcome("Set up SSH") == "failure", run.output
+    assert "Host key verification failed" in run.output or "REMOTE HOST IDENTIFICATION HAS CHANGED" in run.output
+    assert run.outcome("Deploy") == "skipped" and run.outcome("Roll back") == "skipped"
+    assert run.outcome("Remove the SSH key") == "success"
+    assert setup.server_head() == setup.commits[0]  # nothing happened on the server
+    assert_no_secret_in(run, setup.private_key)
+
+
+def test_first_deploy_over_ssh_checks_out_the_commit_and_serves_its_images(setup, summary):
+    sha = setup.commits[0]
+    # Before: the server's checkout is on main (the second commit), not on the commit to deploy.
+    setup.server.exec("git", "-C", setup.deploy_dir, "checkout", "-q", "main", user="deploy")
+    assert setup.server_head() == setup.commits[1]
+    began = time.monotonic()
+    run = setup.run_job(sha)
+    summary.append(f"ssh deploy: first deploy of {setup.version(sha)} through deploy.yml's steps took "
+                   f"{time.monotonic() - began:.1f} s")
+    assert run.ok, run.output
+    assert run.outcome("Roll back") == "skipped"
+    assert "host key verified" in run.output and "smoke: GET https://" in run.output
+    assert setup.server_head() == sha
+    assert setup.served_versions() == (setup.version(sha), setup.version(sha))
+    assert not list(Path(setup.runner.workdir).glob("runner-temp-*/ssh"))  # the key is gone from the runner
+    assert_no_secret_in(run, setup.private_key)
+
+
+def test_next_commit_is_deployed_blue_green(setup, summary):
+    sha = setup.commits[1]
+    began = time.monotonic()
+    run = setup.run_job(sha)
+    summary.append(f"ssh deploy: {setup.version(setup.commits[0])} -> {setup.version(sha)} took "
+                   f"{time.monotonic() - began:.1f} s")
+    assert run.ok, run.output
+    assert setup.server_head() == sha
+    assert "Second release." in (setup.deploy_dir / "README.md").read_text()
+    assert setup.served_versions() == (setup.version(sha), setup.version(sha))
+    history = (setup.deploy_dir / ".deploy/staging/history").read_text().split()
+    assert setup.version(sha) in history
+
+
+def test_failed_smoke_check_runs_the_rollback_script(setup, summary):
+    # The public URL is unreachable (the name points at a closed port): the smoke check fails
+    # although the deploy itself succeeded, and the job rolls back to the previous version.
+    closed = free_port()
+    began = time.monotonic()
+    run = setup.run_job(setup.commits[1], https_port=closed)
+    summary.append(f"ssh deploy: failed smoke check and rollback took {time.monotonic() - began:.1f} s")
+    assert not run.ok
+    assert run.outcome("Deploy") == "success" and run.outcome("Smoke check") == "failure"
+    assert run.outcome("Roll back") == "success", run.output
+    assert run.outcome("Remove the SSH key") == "success"
+    assert setup.served_versions() == (setup.version(setup.commits[0]), setup.version(setup.commits[0]))
+    assert_no_secret_in(run, setup.private_key)
