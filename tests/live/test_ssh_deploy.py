@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -229,7 +231,11 @@ def setup(base_images, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ssh-deploy")
     registry = LocalRegistry(workdir)
     registry.start()
-    deploy_dir = workdir / "srv" / "petory-deploy"
+    # What the server sees, mounted at the same path in its container: the deploy directory and
+    # `origin`. Outside pytest's private tmp directory, so that the deploy user can reach it.
+    server_root = Path(tempfile.mkdtemp(prefix="petory-ssh-deploy-"))
+    server_root.chmod(0o755)
+    deploy_dir = server_root / "srv" / "petory-deploy"
     answers = {
         "environments": ["staging"], "tls_mode_staging": "self-signed", "server_size": "small",
         "staging_ssh_host": "127.0.0.1", "staging_ssh_user": "deploy", "staging_deploy_dir": str(deploy_dir),
@@ -252,7 +258,7 @@ def setup(base_images, tmp_path_factory):
         git(repo, "commit", "-q", "-am", "Second release")
         second = git(repo, "rev-parse", "HEAD")
         publish(repo, registry, answers, second)
-        origin = workdir / "origin.git"
+        origin = server_root / "origin.git"
         sh("git", "clone", "-q", "--bare", repo, origin)
 
         # The server, prepared as docs/03-cicd-pipeline.md says: a checkout of the repository and
@@ -275,7 +281,7 @@ def setup(base_images, tmp_path_factory):
         keys = workdir / "keys"
         keys.mkdir()
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "github-actions-deploy", "-f", keys / "id")
-        server = Server(workdir, (keys / "id.pub").read_text().strip(), server_base_image())
+        server = Server(server_root, (keys / "id.pub").read_text().strip(), server_base_image())
         server.start()
         # The operator's one-time step before the first deploy (`make certs ENV=staging`); the
         # runner's curl trusts the resulting self-signed certificate.
@@ -308,7 +314,7 @@ def setup(base_images, tmp_path_factory):
             images = sh("docker", "image", "ls", "-q", f"{registry.host}/petory/*", check=False).stdout.split()
             if images:
                 sh("docker", "image", "rm", "-f", *set(images), check=False)
-            sh("chown", "-R", f"{os.getuid()}:{os.getgid()}", workdir, check=False)
+            shutil.rmtree(server_root, ignore_errors=True)
 
 
 def assert_no_secret_in(run: JobRun, private_key: str) -> None:
@@ -321,7 +327,7 @@ def test_a_wrong_host_key_stops_the_job_before_anything_runs_on_the_server(setup
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "impostor", "-f", setup.curl_home / "impostor")
     impostor = (setup.curl_home / "impostor.pub").read_text().split()
     run = setup.run_job(setup.commits[0], known_hosts=f"[127.0.0.1]:{setup.server.port} {impostor[0]} {impostor[1]}")
-    assert run.outcome("Set up SSH") == "failure", run.output
+    print(run.output); assert run.outcome("Set up SSH") == "failure", run.output
     assert "Host key verification failed" in run.output or "REMOTE HOST IDENTIFICATION HAS CHANGED" in run.output
     assert run.outcome("Deploy") == "skipped" and run.outcome("Roll back") == "skipped"
     assert run.outcome("Remove the SSH key") == "success"
@@ -338,7 +344,7 @@ def test_first_deploy_over_ssh_checks_out_the_commit_and_serves_its_images(setup
     run = setup.run_job(sha)
     summary.append(f"ssh deploy: first deploy of {setup.version(sha)} through deploy.yml's steps took "
                    f"{time.monotonic() - began:.1f} s")
-    assert run.ok, run.output
+    print(run.output); assert run.ok, run.output
     assert run.outcome("Roll back") == "skipped"
     assert "host key verified" in run.output and "smoke: GET https://" in run.output
     assert setup.server_head() == sha
@@ -353,7 +359,7 @@ def test_next_commit_is_deployed_blue_green(setup, summary):
     run = setup.run_job(sha)
     summary.append(f"ssh deploy: {setup.version(setup.commits[0])} -> {setup.version(sha)} took "
                    f"{time.monotonic() - began:.1f} s")
-    assert run.ok, run.output
+    print(run.output); assert run.ok, run.output
     assert setup.server_head() == sha
     assert "Second release." in (setup.deploy_dir / "README.md").read_text()
     assert setup.served_versions() == (setup.version(sha), setup.version(sha))
@@ -368,7 +374,7 @@ def test_failed_smoke_check_runs_the_rollback_script(setup, summary):
     began = time.monotonic()
     run = setup.run_job(setup.commits[1], https_port=closed)
     summary.append(f"ssh deploy: failed smoke check and rollback took {time.monotonic() - began:.1f} s")
-    assert not run.ok
+    print(run.output); assert not run.ok
     assert run.outcome("Deploy") == "success" and run.outcome("Smoke check") == "failure"
     assert run.outcome("Roll back") == "success", run.output
     assert run.outcome("Remove the SSH key") == "success"
