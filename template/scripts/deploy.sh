@@ -193,17 +193,19 @@ first_deploy() {
 }
 
 prune_images() {
-    # Keep the images of the last N deployed versions (the history file), whatever else is running.
-    local keep
-    keep="$(awk '{print $3}' "${state}/history" | tac | awk '!seen[$0]++' | head -n "${keep_images}" | tr '\n' ' ')"
+    # Remove images of versions deployed here before but older than the last N; never an image
+    # that was not deployed by this script (it may be pre-pulled for the next deploy).
+    local versions keep
+    versions="$(awk '{print $3}' "${state}/history" | tac | awk '!seen[$0]++')"
+    keep="$(head -n "${keep_images}" <<<"${versions}" | tr '\n' ' ')"
     for app in backend frontend; do
         local repo
         repo="$(image_of "${app}")"
         repo="${repo%:*}"
-        docker image ls --format '{{.Tag}}' "${repo}" | while read -r tag; do
-            [[ " ${keep} " == *" ${tag} "* || "${tag}" == "<none>" ]] && continue
-            docker image rm "${repo}:${tag}" >/dev/null 2>&1 && log "deploy: pruned ${repo}:${tag}" || true
-        done
+        while read -r tag; do
+            [[ -z "${tag}" || " ${keep} " == *" ${tag} "* ]] && continue
+            if docker image rm "${repo}:${tag}" >/dev/null 2>&1; then log "deploy: pruned ${repo}:${tag}"; fi
+        done <<<"${versions}"
     done
 }
 
