@@ -14,7 +14,9 @@ import yaml
 
 from answer_sets import INVALID, SUPPORTED
 
-MARKER = re.compile(r"(?<!\$)\{\{|\{%|\[\[ ")  # `${{` is GitHub Actions syntax, `[[ ` is bash
+# `${{` is GitHub Actions syntax; `[[ ... ]]` is only a (legacy Copier) marker around a bare name,
+# not a bash test like `[[ -n "$x" ]]`.
+MARKER = re.compile(r"(?<!\$)\{\{|\{%|\[\[\s*[\w.]+\s*\]\]")
 
 
 @pytest.fixture(scope="session")

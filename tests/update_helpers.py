@@ -133,8 +133,10 @@ def commit_and_tag(repo: Path, version: str, message: str) -> None:
 def release_1_1_0(repo: Path) -> None:
     """Template-file changes only: a changed default, a changed line in a file the operator
     edits, a compose change, and a renamed file carried over by a `_migrations` entry."""
-    replace_once(repo / "template/nginx/conf.d/50-limits.conf", "zone=api:10m rate=20r/s", "zone=api:10m rate=30r/s")
-    replace_once(repo / "partials/nginx-site.conf.jinja", "client_max_body_size 10m;", "client_max_body_size 20m;")
+    replace_once(repo / "template/nginx/conf.d/50-limits.conf.jinja", "rate={{ api_rate_limit }}r/s",
+                 "rate={{ api_rate_limit + 10 }}r/s")  # renders 20 -> 30 with the default answer
+    replace_once(repo / "partials/nginx-site.conf.jinja", "client_max_body_size {{ api_body_size_mb }}m;",
+                 "client_max_body_size {{ api_body_size_mb * 2 }}m;")
     replace_once(repo / "template/compose.yaml.jinja", 'options: {max-size: 10m, max-file: "5"}',
                  'options: {max-size: 10m, max-file: "10"}')
     site_files = sorted((repo / "template/nginx/sites").glob("*/server.conf.jinja"))
@@ -230,7 +232,7 @@ def operator_edits(project: Path) -> dict[str, str]:
 
     compose = project / "compose.yaml"
     text = compose.read_text()
-    backend = text.index("\n  backend:\n")
+    backend = text.index("\nx-backend: &backend\n")  # the settings both backend colours share
     match = re.compile(r'(resources: \{limits: \{cpus: "[0-9.]+", memory: )(\d+)M').search(text, backend)
     assert match, "no backend resources line in compose.yaml"
     limit_line = f"{match.group(1)}{int(match.group(2)) + 512}M"
