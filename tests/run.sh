@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the template's whole test suite (render, lint, unit and live tests, benchmarks in light
 # mode). On a fresh Debian/Ubuntu machine run it as root once: it installs and starts what the
-# live tests need (Docker engine, debootstrap, a JDK and the MariaDB JDBC driver for the sample app).
+# live tests need (Docker engine, a local image registry, debootstrap, a JDK and the MariaDB JDBC
+# driver for the sample app).
 set -Eeuo pipefail
 
 usage() {
@@ -19,9 +20,11 @@ case "${1:-}" in -h | --help) usage; exit 0 ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[tests/run.sh] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(docker.io debootstrap openssl git make openjdk-17-jdk-headless libmariadb-java)
+APT_PACKAGES=(docker.io docker-registry debootstrap openssl git make openjdk-17-jdk-headless libmariadb-java)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
+    # A machine that already has a Docker engine (GitHub runners: moby) keeps it.
+    [[ "${pkg}" == docker.io ]] && command -v dockerd >/dev/null && continue
     dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
 done
 if ((${#missing[@]})); then
