@@ -23,7 +23,9 @@ from registry import LocalRegistry
 from sample_app import build_backend_jar, build_frontend
 from stack import KeepAliveClient, Stack, render
 
-ANSWERS = {"environments": ["prod"], "tls_mode_prod": "self-signed", "server_size": "medium"}
+# All test traffic arrives from one address (docker-proxy on loopback), so the per-client API
+# limit is raised for this stack, as an operator would behind a known load balancer.
+ANSWERS = {"environments": ["prod"], "tls_mode_prod": "self-signed", "server_size": "medium", "api_rate_limit": 1000}
 JAR = "backend/build/libs/petory-0.0.1-SNAPSHOT.jar"
 MIN_RATE = 50.0
 
@@ -80,11 +82,6 @@ class Deployment:
 def deployment(base_images, tmp_path_factory, summary):
     workdir = tmp_path_factory.mktemp("deploy")
     project = render(workdir / "petory-deploy", {**ANSWERS, **base_images})
-    # All test traffic arrives from one address (docker-proxy on loopback), so the per-client API
-    # limit is raised for this stack, as an operator would for a known load balancer.
-    limits = project / "nginx" / "conf.d" / "50-limits.conf"
-    limits.write_text(re.sub(r"zone=api:10m rate=\d+r/s", "zone=api:10m rate=1000r/s", limits.read_text()))
-    assert "rate=1000r/s" in limits.read_text()
     registry = LocalRegistry(workdir)
     registry.start()
     stack = Stack(project, "prod", "petory.example.com", version=None,

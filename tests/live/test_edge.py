@@ -450,8 +450,8 @@ def test_spa_routes_fall_back_to_index_and_hidden_files_are_denied(edge):
 # 7. rate limits, 8. CORS
 
 
-def burst(stack: Stack, path: str, count: int, headers: dict) -> list[int]:
-    """`count` requests back to back on one keep-alive connection."""
+def burst(stack: Stack, path: str, count: int, headers: dict, refused: list | None = None) -> list[int]:
+    """`count` requests back to back on one keep-alive connection; 429 answers' headers go to `refused`."""
     conn = _SNIConnection(stack.https_port, stack.domain, 15)
     statuses = []
     try:
@@ -460,6 +460,8 @@ def burst(stack: Stack, path: str, count: int, headers: dict) -> list[int]:
             resp = conn.getresponse()
             resp.read()
             statuses.append(resp.status)
+            if resp.status == 429 and refused is not None:
+                refused.append(resp.msg)
     finally:
         conn.close()
     return statuses
@@ -467,11 +469,15 @@ def burst(stack: Stack, path: str, count: int, headers: dict) -> list[int]:
 
 def test_api_burst_over_the_limit_gets_429_per_client_and_auth_is_stricter(edge):
     stack = edge.stack
-    statuses = burst(stack, "/api/version", 100, client(70))
-    assert statuses[:41].count(200) == 41, statuses  # rate 20/s with a burst of 40 passes at once
-    assert statuses.count(429) >= 30, statuses
-    limited = fetch(stack, "GET", "/api/version", headers=client(70))
-    assert limited.status == 429 and all(limited.header(h) for h in SECURITY_HEADERS)
+    began = time.monotonic()
+    refused: list = []
+    statuses = burst(stack, "/api/version", 150, client(70), refused)
+    took = time.monotonic() - began
+    assert statuses[:41] == [200] * 41, statuses  # the burst of 40 (twice api_rate_limit) passes at once
+    # Beyond that, 20 requests a second (api_rate_limit) get through and the rest is refused with 429.
+    assert statuses.count(200) <= 41 + 20 * took + 2, (took, statuses)
+    assert statuses.count(429) >= 10 and set(statuses) == {200, 429}, statuses
+    assert all(refused[0].get(h) for h in SECURITY_HEADERS), refused[0]
     assert fetch(stack, "GET", "/api/version", headers=client(71)).status == 200  # another client is not affected
     assert fetch(stack, "GET", "/", headers=client(70)).status == 200  # pages are not rate limited
     auth = burst(stack, "/api/login", 10, client(72))

@@ -327,7 +327,7 @@ def test_a_wrong_host_key_stops_the_job_before_anything_runs_on_the_server(setup
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "impostor", "-f", setup.curl_home / "impostor")
     impostor = (setup.curl_home / "impostor.pub").read_text().split()
     run = setup.run_job(setup.commits[0], known_hosts=f"[127.0.0.1]:{setup.server.port} {impostor[0]} {impostor[1]}")
-    print(run.output); assert run.outcome("Set up SSH") == "failure", run.output
+    assert run.outcome("Set up SSH") == "failure", run.output
     assert "Host key verification failed" in run.output or "REMOTE HOST IDENTIFICATION HAS CHANGED" in run.output
     assert run.outcome("Deploy") == "skipped" and run.outcome("Roll back") == "skipped"
     assert run.outcome("Remove the SSH key") == "success"
@@ -344,7 +344,7 @@ def test_first_deploy_over_ssh_checks_out_the_commit_and_serves_its_images(setup
     run = setup.run_job(sha)
     summary.append(f"ssh deploy: first deploy of {setup.version(sha)} through deploy.yml's steps took "
                    f"{time.monotonic() - began:.1f} s")
-    print(run.output); assert run.ok, run.output
+    assert run.ok, run.output
     assert run.outcome("Roll back") == "skipped"
     assert "host key verified" in run.output and "smoke: GET https://" in run.output
     assert setup.server_head() == sha
@@ -359,7 +359,7 @@ def test_next_commit_is_deployed_blue_green(setup, summary):
     run = setup.run_job(sha)
     summary.append(f"ssh deploy: {setup.version(setup.commits[0])} -> {setup.version(sha)} took "
                    f"{time.monotonic() - began:.1f} s")
-    print(run.output); assert run.ok, run.output
+    assert run.ok, run.output
     assert setup.server_head() == sha
     assert "Second release." in (setup.deploy_dir / "README.md").read_text()
     assert setup.served_versions() == (setup.version(sha), setup.version(sha))
@@ -374,7 +374,7 @@ def test_failed_smoke_check_runs_the_rollback_script(setup, summary):
     began = time.monotonic()
     run = setup.run_job(setup.commits[1], https_port=closed)
     summary.append(f"ssh deploy: failed smoke check and rollback took {time.monotonic() - began:.1f} s")
-    print(run.output); assert not run.ok
+    assert not run.ok
     assert run.outcome("Deploy") == "success" and run.outcome("Smoke check") == "failure"
     assert run.outcome("Roll back") == "success", run.output
     assert run.outcome("Remove the SSH key") == "success"
