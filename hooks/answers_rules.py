@@ -161,7 +161,7 @@ def env_entries(env: str, slug: str, bundled_mysql: bool, bundled_redis: bool) -
         ("Compose", "COMPOSE_PROJECT_NAME", f"{slug}-{env}", f"{slug}-prod",
          "one Compose project per environment, so dev and staging can share a host"),
         ("Compose", "APP_VERSION", "local", "local",
-         "image tag to run (sha-<commit> or a release tag); scripts/deploy.sh sets it, 'local' = built here"),
+         "image tag `make up` runs before the first deploy; afterwards scripts/deploy.sh records each colour's tag in .deploy/<env>/colours.env"),
         ("Compose", "EDGE_BIND_ADDRESS", "127.0.0.1" if dev else "0.0.0.0", "0.0.0.0",
          "address the edge publishes 80/443 on; 127.0.0.1 keeps a dev stack private"),
         ("Compose", "EDGE_HTTP_PORT", "8080" if dev else "80", "80", "host port for HTTP (redirects to HTTPS)"),

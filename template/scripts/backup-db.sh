@@ -10,8 +10,9 @@ Usage: scripts/backup-db.sh <env> [--retention-days N] [--label NAME]
 Writes backups/<env>/<database>-<UTC time>[-label].sql.gz with mysqldump --single-transaction
 (a consistent InnoDB snapshot without locking the application out), checks the archive, deletes
 dumps older than N days (default 14), then runs BACKUP_COPY_COMMAND if set, with the file as its
-last argument (e.g. BACKUP_COPY_COMMAND="aws s3 cp --only-show-errors" ... set it in the
-environment or in env/<env>.env).
+last argument: a command or small script of yours that copies one file off the host, e.g.
+BACKUP_COPY_COMMAND=/usr/local/bin/petory-offsite-copy (set it in the environment or, unquoted,
+in env/<env>.env; words are split on spaces, no shell quoting).
 USAGE
 }
 

@@ -9,7 +9,7 @@ Usage: scripts/compose.sh <env> <docker compose arguments...>
 Runs 'docker compose' with --env-file env/<env>.env -f compose.yaml -f compose.<env>.yaml.
 Examples:
   scripts/compose.sh prod ps
-  scripts/compose.sh staging logs -f backend
+  scripts/compose.sh staging logs -f backend-blue
 USAGE
 }
 

@@ -21,6 +21,8 @@ Options:
   --wait-lock SECONDS       wait that long for another deploy of <env> to finish (default: refuse)
   --drain-timeout SECONDS   longest time old nginx workers may need to finish requests (default 90)
   --keep-images N           previous versions kept on the host for rollback (default 5, minimum 3)
+  --force                   replace the apps even if they already run <version> (applies changed
+                            env files or compose settings with zero downtime)
   -h, --help                this help
 USAGE
 }
@@ -34,6 +36,10 @@ wait_lock=0
 drain_timeout=90
 keep_images=5
 previous_idle_tag=""
+force=0
+pending_service=""  # started, not yet receiving traffic: removed if the script stops early
+draining_service="" # no longer receiving traffic, not yet stopped: stopped if the script stops early
+switched=0          # apps switched to the new version (recorded in the history even on a later failure)
 positional=()
 while (($#)); do
     case "$1" in
@@ -43,6 +49,7 @@ while (($#)); do
         --wait-lock) wait_lock="${2:?--wait-lock needs seconds}"; shift ;;
         --drain-timeout) drain_timeout="${2:?--drain-timeout needs seconds}"; shift ;;
         --keep-images) keep_images="${2:?--keep-images needs a number}"; shift ;;
+        --force) force=1 ;;
         -*) usage >&2; die "unknown option $1" ;;
         *) positional+=("$1") ;;
     esac
@@ -60,11 +67,7 @@ ensure_state "${env}"
 state="$(state_dir "${env}")"
 
 # --- one deploy per environment at a time ------------------------------------------------------
-exec 9>"${state}/deploy.lock"
-if ! flock -w "${wait_lock}" 9; then
-    die "another deploy of ${env} holds ${state}/deploy.lock ($(cat "${state}/deploy.owner" 2>/dev/null || echo unknown)); retry later or pass --wait-lock SECONDS"
-fi
-printf 'pid %s, version %s, since %s\n' "$$" "${version}" "$(date -u +%FT%TZ)" >"${state}/deploy.owner"
+take_lock "${env}" "${wait_lock}" "deploy of ${version}"
 
 env_value() { sed -n "s/^$1=//p" "${REPO_ROOT}/env/${env}.env" | tail -n 1; }
 image_of() {
@@ -133,6 +136,7 @@ fail_idle() { # fail_idle APP COLOUR REASON: remove the new colour, keep traffic
     compose "${env}" logs --no-color --tail 30 "${service}" >&2 || true
     COMPOSE_PROFILES="$(active_profiles "${env}"),${service}" compose "${env}" rm -s -f "${service}" >/dev/null 2>&1 || true
     state_set "${env}" "${1^^}_${2^^}_TAG" "${previous_idle_tag}"
+    pending_service=""
     die "deploy of ${version} to ${env} aborted: $3. Traffic stayed on $1-$(other_colour "$2"); no ${service} container remains"
 }
 
@@ -142,15 +146,16 @@ deploy_app() {
     active="$(state_get "${env}" "${upper}_ACTIVE")"
     idle="$(other_colour "${active}")"
     service="${app}-${idle}"
-    if [[ "$(state_get "${env}" "${upper}_${active^^}_TAG")" == "${version}" ]] &&
+    if ((!force)) && [[ "$(state_get "${env}" "${upper}_${active^^}_TAG")" == "${version}" ]] &&
         [[ -n "$(compose "${env}" ps -q "${app}-${active}")" ]]; then
-        log "deploy: ${app} already runs ${version} (${active}); nothing to do"
+        log "deploy: ${app} already runs ${version} (${active}); nothing to do (--force replaces it anyway)"
         return
     fi
     timeout="$(health_timeout "${image}")"
     log "deploy: ${app}: starting ${service} with ${image} (health timeout ${timeout}s)"
     previous_idle_tag="$(state_get "${env}" "${upper}_${idle^^}_TAG")" # restored if this colour fails
     state_set "${env}" "${upper}_${idle^^}_TAG" "${version}"
+    pending_service="${service}"
     if ! COMPOSE_PROFILES="$(active_profiles "${env}"),${service}" \
         compose "${env}" up -d --no-deps --wait --wait-timeout "${timeout}" "${service}" >/dev/null 2>&1; then
         fail_idle "${app}" "${idle}" "health check did not pass within ${timeout}s"
@@ -169,8 +174,14 @@ deploy_app() {
         mv "${state}/edge/active.conf.previous" "${state}/edge/active.conf"
         fail_idle "${app}" "${idle}" "nginx -t refused the switched configuration"
     fi
-    edge_exec nginx -s reload
+    if ! edge_exec nginx -s reload; then
+        mv "${state}/edge/active.conf.previous" "${state}/edge/active.conf"
+        fail_idle "${app}" "${idle}" "nginx -s reload failed"
+    fi
     state_set "${env}" "${upper}_ACTIVE" "${idle}"
+    pending_service=""
+    draining_service="${app}-${active}"
+    switched=$((switched + 1))
 
     log "deploy: ${app}: draining ${app}-${active} (waiting for old nginx workers, at most ${drain_timeout}s)"
     local deadline=$((SECONDS + drain_timeout))
@@ -179,12 +190,17 @@ deploy_app() {
     # SIGTERM: Spring Boot finishes in-flight requests within its shutdown phase (stop_grace_period).
     COMPOSE_PROFILES="$(active_profiles "${env}"),${app}-${active}" compose "${env}" stop "${app}-${active}" >/dev/null 2>&1
     COMPOSE_PROFILES="$(active_profiles "${env}"),${app}-${active}" compose "${env}" rm -f "${app}-${active}" >/dev/null 2>&1
+    draining_service=""
     log "deploy: ${app}: ${version} is live on ${idle}"
 }
 
 first_deploy() {
     log "deploy: first deploy of ${env}: starting the whole stack with ${version}"
-    for app in backend frontend; do state_set "${env}" "${app^^}_BLUE_TAG" "${version}"; done
+    # (Also after `make down`: the colours that were active start again, with the new version.)
+    for app in backend frontend; do
+        state_set "${env}" "${app^^}_$(state_get "${env}" "${app^^}_ACTIVE" | tr '[:lower:]' '[:upper:]')_TAG" "${version}"
+    done
+    switched=2
     "${REPO_ROOT}/scripts/init-certificates.sh" "${env}"
     if ! compose "${env}" up -d --wait --wait-timeout 600; then
         compose "${env}" logs --no-color --tail 30 >&2 || true
@@ -228,14 +244,32 @@ else
     done
 fi
 
+# On any exit: never leave a half-started or half-stopped colour behind, and record what went live.
+finish() {
+    local status=$?
+    if [[ -n "${pending_service}" ]]; then
+        log "deploy: interrupted: removing ${pending_service}, which never received traffic"
+        COMPOSE_PROFILES="$(active_profiles "${env}"),${pending_service}" compose "${env}" rm -s -f "${pending_service}" >/dev/null 2>&1 || true
+    fi
+    if [[ -n "${draining_service}" ]]; then
+        log "deploy: interrupted: stopping ${draining_service}, which no longer receives traffic"
+        COMPOSE_PROFILES="$(active_profiles "${env}"),${draining_service}" compose "${env}" rm -s -f "${draining_service}" >/dev/null 2>&1 || true
+    fi
+    if ((switched > 0)); then
+        local note=""
+        ((status == 0)) || note=" partial"
+        printf '%s %s %s backend=%s frontend=%s%s\n' "$(date -u +%FT%TZ)" "${env}" "${version}" \
+            "$(state_get "${env}" BACKEND_ACTIVE)" "$(state_get "${env}" FRONTEND_ACTIVE)" "${note}" >>"${state}/history"
+        printf '%s\n' "${version}" >"${state}/current"
+    fi
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
 if edge_running; then
     for app in "${apps[@]}"; do deploy_app "${app}"; done
 else
     first_deploy
 fi
-
-printf '%s %s %s backend=%s frontend=%s\n' "$(date -u +%FT%TZ)" "${env}" "${version}" \
-    "$(state_get "${env}" BACKEND_ACTIVE)" "$(state_get "${env}" FRONTEND_ACTIVE)" >>"${state}/history"
-printf '%s\n' "${version}" >"${state}/current"
 prune_images
 log "deploy: done: ${env} runs ${version}"

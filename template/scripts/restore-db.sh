@@ -31,6 +31,8 @@ require_env "${env}"
 [[ -r "${dump}" ]] || die "cannot read ${dump}"
 gzip -t "${dump}" || die "${dump} is not a valid gzip file"
 
+ensure_state "${env}"
+take_lock "${env}" 0 "restore of ${dump}" # no deploy may start while the data is replaced
 confirm "Replace the ${env} database with ${dump}? Current data is backed up first." || die "cancelled; nothing changed"
 log "restore: safety backup of the current data"
 "${REPO_ROOT}/scripts/backup-db.sh" "${env}" --label pre-restore >/dev/null

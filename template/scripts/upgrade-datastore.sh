@@ -33,6 +33,8 @@ require_env "${env}"
 [[ "${service}" == mysql || "${service}" == redis ]] || die "the service must be mysql or redis"
 [[ -n "$(compose "${env}" ps -q "${service}")" ]] || die "${service} of ${env} is not running"
 
+ensure_state "${env}"
+take_lock "${env}" 0 "upgrade of ${service}"
 confirm "Upgrade ${service} of ${env}? The service is unavailable while it restarts." || die "cancelled"
 if [[ "${service}" == mysql ]]; then
     log "upgrade: backing up MySQL first"

@@ -78,6 +78,18 @@ compose() {
         -f "${REPO_ROOT}/compose.yaml" -f "${REPO_ROOT}/compose.${env}.yaml" "$@"
 }
 
+# take_lock ENV WAIT_SECONDS WHAT: one deploy, restore or upgrade per environment at a time. The
+# lock is released when the calling script exits (the descriptor closes).
+take_lock() {
+    local dir
+    dir="$(state_dir "$1")"
+    exec 9>"${dir}/deploy.lock"
+    if ! flock -w "$2" 9; then
+        die "another deploy of $1 holds ${dir}/deploy.lock ($(cat "${dir}/deploy.owner" 2>/dev/null || echo unknown)); retry later or pass --wait-lock SECONDS"
+    fi
+    printf 'pid %s: %s, since %s\n' "$$" "$3" "$(date -u +%FT%TZ)" >"${dir}/deploy.owner"
+}
+
 # confirm QUESTION: ask on the terminal; --yes (ASSUME_YES=1) answers for non-interactive use.
 confirm() {
     [[ "${ASSUME_YES:-0}" == 1 ]] && return 0
