@@ -212,6 +212,7 @@ prune_images() {
     # Remove images of versions deployed here before but older than the last N; never an image
     # that was not deployed by this script (it may be pre-pulled for the next deploy).
     local versions keep
+    [[ -f "${state}/history" ]] || return 0
     versions="$(awk '{print $3}' "${state}/history" | tac | awk '!seen[$0]++')"
     keep="$(head -n "${keep_images}" <<<"${versions}" | tr '\n' ' ')"
     for app in backend frontend; do
@@ -244,9 +245,14 @@ else
     done
 fi
 
+record_history() { # record_history NOTE: the version is (at least partly) live
+    printf '%s %s %s backend=%s frontend=%s%s\n' "$(date -u +%FT%TZ)" "${env}" "${version}" \
+        "$(state_get "${env}" BACKEND_ACTIVE)" "$(state_get "${env}" FRONTEND_ACTIVE)" "$1" >>"${state}/history"
+    printf '%s\n' "${version}" >"${state}/current"
+}
+
 # On any exit: never leave a half-started or half-stopped colour behind, and record what went live.
 finish() {
-    local status=$?
     if [[ -n "${pending_service}" ]]; then
         log "deploy: interrupted: removing ${pending_service}, which never received traffic"
         COMPOSE_PROFILES="$(active_profiles "${env}"),${pending_service}" compose "${env}" rm -s -f "${pending_service}" >/dev/null 2>&1 || true
@@ -256,11 +262,7 @@ finish() {
         COMPOSE_PROFILES="$(active_profiles "${env}"),${draining_service}" compose "${env}" rm -s -f "${draining_service}" >/dev/null 2>&1 || true
     fi
     if ((switched > 0)); then
-        local note=""
-        ((status == 0)) || note=" partial"
-        printf '%s %s %s backend=%s frontend=%s%s\n' "$(date -u +%FT%TZ)" "${env}" "${version}" \
-            "$(state_get "${env}" BACKEND_ACTIVE)" "$(state_get "${env}" FRONTEND_ACTIVE)" "${note}" >>"${state}/history"
-        printf '%s\n' "${version}" >"${state}/current"
+        record_history " partial" # one app switched before a later step failed
     fi
 }
 trap finish EXIT
@@ -270,6 +272,10 @@ if edge_running; then
     for app in "${apps[@]}"; do deploy_app "${app}"; done
 else
     first_deploy
+fi
+if ((switched > 0)); then
+    record_history ""
+    switched=0
 fi
 prune_images
 log "deploy: done: ${env} runs ${version}"
