@@ -8,7 +8,6 @@ and durations, plus the duration of a rollback. Light mode (CI) runs each scenar
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import statistics
@@ -24,7 +23,7 @@ sys.path[:0] = [str(ROOT / "tests" / "live"), str(ROOT / "bench")]
 from load import Load  # noqa: E402
 from sample_app import build_backend_jar, build_frontend  # noqa: E402
 from stack import KeepAliveClient, Stack, base_image_answers, render  # noqa: E402
-from stack_bench import table  # noqa: E402  (bench/ is on sys.path when run from here or via tests)
+from report import cli, table  # noqa: E402
 
 ANSWERS = {"environments": ["prod"], "tls_mode_prod": "self-signed", "api_rate_limit": 1000}
 IMAGE = "petory-bench/{app}:{version}"
@@ -109,12 +108,7 @@ def run(light: bool, runs: int, log=print) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--light", action="store_true", default=os.environ.get("CI") == "true")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
-    print("\n".join(run(args.light, args.runs)))
-    return 0
+    return cli(run, __doc__, "one run of each scenario", "runs of each scenario in full mode", argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ under CI=true, or --light) measures each target once for 3 s; full mode takes th
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import ssl
@@ -35,7 +34,7 @@ sys.path[:0] = [str(ROOT / "tests" / "live"), str(ROOT / "bench")]
 
 from sample_app import build_backend_jar, build_frontend  # noqa: E402
 from stack import Stack, base_image_answers, free_port, render  # noqa: E402
-from stack_bench import table  # noqa: E402
+from report import cli, table  # noqa: E402
 
 DOMAIN = "staging.petory.example.com"
 ANSWERS = {"environments": ["staging"], "tls_mode_staging": "self-signed", "server_size": "medium"}
@@ -229,13 +228,7 @@ def run(light: bool, runs: int = 3, log=print) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--light", action="store_true", default=os.environ.get("CI") == "true",
-                        help="one 3 s round per target (default under CI=true)")
-    parser.add_argument("--runs", type=int, default=3, help="10 s rounds per target in full mode")
-    args = parser.parse_args(argv)
-    print("\n".join(run(args.light, args.runs)))
-    return 0
+    return cli(run, __doc__, "one 3 s round per target", "10 s rounds per target in full mode", argv)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ environment once; full mode takes the median of --runs starts. Run it directly
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -19,20 +17,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "live"), str(ROOT / "hooks")]
+sys.path[:0] = [str(ROOT / "tests" / "live"), str(ROOT / "hooks"), str(ROOT / "bench")]
 
 import sizing  # noqa: E402
 from sample_app import build_backend_jar, build_frontend  # noqa: E402
+from report import cli, table  # noqa: E402
 from stack import Stack, base_image_answers, render  # noqa: E402
 
 ANSWERS = {"environments": ["staging", "prod"], "tls_mode_staging": "self-signed", "tls_mode_prod": "self-signed"}
 DOMAINS = {"staging": "staging.petory.example.com", "prod": "petory.example.com"}
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return [f"## {title}", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
 
 
 def mib(value: str) -> float:
@@ -106,13 +99,7 @@ def run(light: bool, runs: int, log=print) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--light", action="store_true", default=os.environ.get("CI") == "true",
-                        help="one start per environment (default under CI=true)")
-    parser.add_argument("--runs", type=int, default=3, help="starts per environment in full mode")
-    args = parser.parse_args(argv)
-    print("\n".join(run(args.light, args.runs)))
-    return 0
+    return cli(run, __doc__, "one start per environment", "starts per environment in full mode", argv)
 
 
 if __name__ == "__main__":
