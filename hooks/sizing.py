@@ -27,6 +27,8 @@ MAX_BACKEND_REPLICAS = 8
 EDGE_MB = 128
 FRONTEND_MB = 100
 REDIS_MB = 512
+CERTBOT_MB = 128  # Let's Encrypt client (idle between renewals); counted whatever the TLS mode
+CERT_RELOAD_MB = 32  # reloads the edge after a renewal
 # Ranges: each starts at the minimum and grows to the maximum when the host has room.
 BACKEND_MB = (1024, 2048)
 MYSQL_MB = (1024, 2048)
@@ -34,6 +36,8 @@ MYSQL_MB = (1024, 2048)
 # Fixed CPU limits; MySQL and the backends share the rest by weight.
 EDGE_CPUS = 0.25
 FRONTEND_CPUS = 0.1
+CERTBOT_CPUS = 0.1
+CERT_RELOAD_CPUS = 0.05
 REDIS_CPUS = 0.25
 MYSQL_CPU_WEIGHT = 1.0
 BACKEND_CPU_WEIGHT = 1.5
@@ -62,7 +66,8 @@ def _floor_to(value: float, step: float) -> float:
 
 
 def _minimum_need_mb(replicas: int, bundled_mysql: bool, bundled_redis: bool) -> dict[str, int]:
-    need = {"edge": EDGE_MB, "frontend": FRONTEND_MB, "backend": BACKEND_MB[0] * replicas}
+    need = {"edge": EDGE_MB, "frontend": FRONTEND_MB, "certbot": CERTBOT_MB + CERT_RELOAD_MB,
+            "backend": BACKEND_MB[0] * replicas}
     if bundled_mysql:
         need["mysql"] = MYSQL_MB[0]
     if bundled_redis:
@@ -99,7 +104,7 @@ def _fit_error(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool
             f"{replicas} backend replica(s) do not fit in {memory_mb} MB: the minimum limits "
             f"({parts}) plus {headroom} MB OS headroom need {total} MB{advice}"
         )
-    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + (REDIS_CPUS if bundled_redis else 0)
+    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + CERTBOT_CPUS + CERT_RELOAD_CPUS + (REDIS_CPUS if bundled_redis else 0)
     cpu_left = cpus - os_headroom_cpus(cpus) - fixed_cpus
     min_share = 0.1 * (replicas + (1 if bundled_mysql else 0))
     if cpu_left < min_share:
@@ -146,7 +151,7 @@ def plan(
     mysql_mb = MYSQL_MB[0] + growth if bundled_mysql else 0
 
     headroom_cpus = os_headroom_cpus(cpus)
-    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + (REDIS_CPUS if bundled_redis else 0)
+    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + CERTBOT_CPUS + CERT_RELOAD_CPUS + (REDIS_CPUS if bundled_redis else 0)
     share = (cpus - headroom_cpus - fixed_cpus) / (
         BACKEND_CPU_WEIGHT * replicas + (MYSQL_CPU_WEIGHT if bundled_mysql else 0)
     )
@@ -156,6 +161,8 @@ def plan(
     services = {
         "edge": _service(EDGE_MB, EDGE_CPUS),
         "frontend": _service(FRONTEND_MB, FRONTEND_CPUS),
+        "certbot": _service(CERTBOT_MB, CERTBOT_CPUS),
+        "cert_reload": _service(CERT_RELOAD_MB, CERT_RELOAD_CPUS),
         "backend": _service(backend_mb, backend_cpus),
     }
     if bundled_mysql:

@@ -31,13 +31,13 @@ def test_recommended_host_gets_the_upper_budgets():
     plan = sizing.plan(4, 8, 2)
     assert plan["services"]["backend"]["memory_limit_mb"] == 2048
     assert plan["services"]["mysql"]["memory_limit_mb"] == 2048
-    assert plan["total"]["memory_limit_mb"] == 128 + 100 + 2 * 2048 + 2048 + 512
+    assert plan["total"]["memory_limit_mb"] == 128 + 100 + 128 + 32 + 2 * 2048 + 2048 + 512
 
 
 def test_minimum_host_fits_one_replica_only_and_says_why():
     assert sizing.fit_error(2, 4, 1) == ""
     message = sizing.fit_error(2, 4, 2)
-    assert "do not fit in 4096 MB" in message and "need 4836 MB" in message and "at most 1 replica" in message
+    assert "do not fit in 4096 MB" in message and "need 4996 MB" in message and "at most 1 replica" in message
     with pytest.raises(ValueError, match="do not fit"):
         sizing.plan(2, 4, 2)
 
@@ -85,5 +85,5 @@ def test_compose_resources_is_a_flow_mapping():
 
     plan = sizing.plan(4, 8, 2)
     resources = yaml.safe_load(sizing.compose_resources(plan, "backend"))
-    assert resources == {"limits": {"cpus": "1.05", "memory": "2048M"},
+    assert resources == {"limits": {"cpus": "1.00", "memory": "2048M"},
                          "reservations": {"cpus": "0.50", "memory": "1024M"}}
