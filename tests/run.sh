@@ -20,7 +20,7 @@ case "${1:-}" in -h | --help) usage; exit 0 ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[tests/run.sh] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(docker.io docker-registry debootstrap openssl openssh-client curl git make openjdk-17-jdk-headless libmariadb-java)
+APT_PACKAGES=(docker.io docker-registry debootstrap debian-archive-keyring openssl openssh-client curl git make openjdk-17-jdk-headless libmariadb-java)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     # A machine that already has a Docker engine (GitHub runners: moby) keeps it.
