@@ -25,7 +25,8 @@ from sample_app import build_backend_jar, build_frontend  # noqa: E402
 from stack import KeepAliveClient, Stack, base_image_answers, render  # noqa: E402
 from report import cli, table  # noqa: E402
 
-ANSWERS = {"environments": ["prod"], "tls_mode_prod": "self-signed", "api_rate_limit": 1000}
+# One backend replica: with two, Compose may recreate them one at a time and hide the naive gap.
+ANSWERS = {"environments": ["prod"], "tls_mode_prod": "self-signed", "api_rate_limit": 1000, "server_size": "small"}
 IMAGE = "petory-bench/{app}:{version}"
 
 
