@@ -14,19 +14,9 @@ USAGE
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-positional=()
-while (($#)); do
-    case "$1" in
-        -h | --help) usage; exit 0 ;;
-        --yes) export ASSUME_YES=1 ;;
-        -*) usage >&2; die "unknown option $1" ;;
-        *) positional+=("$1") ;;
-    esac
-    shift
-done
-((${#positional[@]} == 2)) || { usage >&2; exit 2; }
-env="${positional[0]}"
-dump="${positional[1]}"
+parse_confirmable_args 2 2 "$@"
+env="${POSITIONAL[0]}"
+dump="${POSITIONAL[1]}"
 require_env "${env}"
 [[ -r "${dump}" ]] || die "cannot read ${dump}"
 gzip -t "${dump}" || die "${dump} is not a valid gzip file"

@@ -16,24 +16,14 @@ USAGE
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-positional=()
-while (($#)); do
-    case "$1" in
-        -h | --help) usage; exit 0 ;;
-        --yes) export ASSUME_YES=1 ;;
-        -*) usage >&2; die "unknown option $1" ;;
-        *) positional+=("$1") ;;
-    esac
-    shift
-done
-((${#positional[@]} >= 1 && ${#positional[@]} <= 2)) || { usage >&2; exit 2; }
-env="${positional[0]}"
+parse_confirmable_args 1 2 "$@"
+env="${POSITIONAL[0]}"
 require_env "${env}"
 history="$(state_dir "${env}")/history"
 [[ -s "${history}" ]] || die "no deploy history for ${env} (${history}); nothing to roll back to"
 current="$(cat "$(state_dir "${env}")/current" 2>/dev/null || true)"
 
-target="${positional[1]:-}"
+target="${POSITIONAL[1]:-}"
 if [[ -z "${target}" ]]; then
     # The newest version in the history that differs from the current one.
     target="$(awk '{print $3}' "${history}" | tac | awk -v cur="${current}" '$0 != cur && !seen[$0]++' | head -n 1)"

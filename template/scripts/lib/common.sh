@@ -78,6 +78,25 @@ compose() {
         -f "${REPO_ROOT}/compose.yaml" -f "${REPO_ROOT}/compose.${env}.yaml" "$@"
 }
 
+# parse_confirmable_args MIN MAX ARGS...: the options of a script that asks before acting: -h/--help
+# (calls the script's usage), --yes (no confirmation); sets POSITIONAL to the other arguments,
+# of which there must be MIN to MAX.
+parse_confirmable_args() {
+    local min="$1" max="$2"
+    shift 2
+    POSITIONAL=()
+    while (($#)); do
+        case "$1" in
+            -h | --help) usage; exit 0 ;;
+            --yes) export ASSUME_YES=1 ;;
+            -*) usage >&2; die "unknown option $1" ;;
+            *) POSITIONAL+=("$1") ;;
+        esac
+        shift
+    done
+    ((${#POSITIONAL[@]} >= min && ${#POSITIONAL[@]} <= max)) || { usage >&2; exit 2; }
+}
+
 # take_lock ENV WAIT_SECONDS WHAT: one deploy, restore or upgrade per environment at a time. The
 # lock is released when the calling script exits (the descriptor closes).
 take_lock() {
