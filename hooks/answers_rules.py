@@ -27,6 +27,7 @@ NAMESPACE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 REL_PATH = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/*?\[\]!-]+$")
 DB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 
 def _fqdn(value: str) -> str:
@@ -143,6 +144,8 @@ def _rule(kind: str, value) -> str:
         return "" if DB_NAME.match(text) else (
             f"'{text}' is not a database name: a letter, then letters, digits or '_', up to 64 characters"
         )
+    if kind == "github_repo":
+        return "" if GITHUB_REPO.match(text) else f"'{text}' is not a GitHub repository as owner/name, e.g. petory-team/petory"
     raise KeyError(f"no validation rule named {kind!r}")
 
 

@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Check or complete the gitignored env/<env>.env files against env/.env.example.",
     )
-    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="deployment repository root")
+    # The deployment folder is the parent of scripts/ (not resolved: in the template this file is a symlink).
+    parser.add_argument("--repo", type=Path, default=Path(__file__).absolute().parent.parent,
+                        help="the deployment folder (default: the one holding this script)")
     parser.add_argument("--env", action="append", choices=ENVIRONMENTS, help="environment (default: all generated)")
     parser.add_argument("--add-missing", action="store_true", help="append missing keys with new secrets")
     parser.add_argument("--secure", action="store_true", help="only set mode 0600 on existing env files")

@@ -10,12 +10,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from jinja2 import pass_context
 from jinja2.ext import Extension
 
 HOOKS = Path(__file__).resolve().parent
 
 
-def _load(name: str):
+def _load(name: str, **siblings):
     """Import hooks/<name>.py under a name unique to this template checkout.
 
     `copier update` renders the old and the new template version in one process; a plain
@@ -25,6 +26,7 @@ def _load(name: str):
     if unique not in sys.modules:
         spec = importlib.util.spec_from_file_location(unique, HOOKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        module.__dict__.update(siblings)  # sibling modules of this checkout, not a cached `import`
         sys.modules[unique] = module
         spec.loader.exec_module(module)
     return sys.modules[unique]
@@ -33,12 +35,24 @@ def _load(name: str):
 answers_rules = _load("answers_rules")
 env_files = _load("env_files")
 sizing = _load("sizing")
+deployment = _load("deployment", sizing=sizing)
+
+
+def _from_answers(function):
+    """A Jinja global that calls `function(answers, *args)` with the answers of the render context."""
+    return pass_context(lambda context, *args: function(deployment.answers_from_context(context), *args))
 
 
 class PetoryExtension(Extension):
     def __init__(self, environment):
         super().__init__(environment)
         environment.globals.update(
+            # copier.yml: the computed `deployment`, and the defaults and conditions it shares.
+            deployment_model=_from_answers(deployment.build),
+            default_image=_from_answers(deployment.default_image),
+            default_replicas=_from_answers(deployment.default_replicas),
+            uses_letsencrypt=_from_answers(deployment.uses_letsencrypt),
+            uses_tls_mode=_from_answers(deployment.uses_tls_mode),
             sizing_plan=sizing.plan,
             sizing_fit_error=sizing.fit_error,
             sizing_max_replicas=sizing.max_replicas,

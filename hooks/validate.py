@@ -69,7 +69,7 @@ class Validator:
         try:
             return str(path.relative_to(self.repo))
         except ValueError:
-            return str(path)
+            return os.path.relpath(path, self.repo)
 
     def files(self, *patterns: str) -> list[Path]:
         found: set[Path] = set()
@@ -310,9 +310,10 @@ class Validator:
                   "-days", "1", "-subj", "/CN=validate.invalid", "-keyout", str(key), "-out", str(cert)])
 
     def check_workflows(self) -> None:
-        workflows = self.files("*.yml", "*.yaml")
-        workflows = [p for p in workflows if self.rel(p).startswith(".github/workflows/")]
-        dependabot = self.repo / ".github" / "dependabot.yml"
+        # The workflows live at the repository root, beside the deployment folder.
+        github = self.repo.parent / ".github"
+        workflows = sorted((github / "workflows").glob("deploy-*.yml"))
+        dependabot = github / "dependabot.yml"
         if not workflows and not dependabot.exists():
             return
         checker = self.tool("check-jsonschema")
@@ -381,7 +382,9 @@ class Validator:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root (default: current directory)")
+    # The deployment folder is the parent of scripts/ (not resolved: in the template this file is a symlink).
+    parser.add_argument("--repo", type=Path, default=Path(__file__).absolute().parent.parent,
+                        help="the deployment folder (default: the one holding this script)")
     parser.add_argument("--require-all", action="store_true", help="fail when a validator is not installed")
     parser.add_argument("--from-copier", action="store_true", help="run as a Copier task (prints a header)")
     args = parser.parse_args(argv)

@@ -1,0 +1,257 @@
+"""The deployment model: every fact that more than one generated file needs, computed once.
+
+Templates print fields of `deployment` (this module's `build`) and `sizing` (hooks/sizing.py);
+they never re-derive a fact from the raw answers. The raw answers this model covers are listed in
+`COVERED`; tests/test_model.py checks that no file under template/ or partials/ reads one of them.
+
+Layout: the generated files live in `deploy/` of the Petory application repository (the
+design document's push -> build -> deploy flow), beside the application's own README.md,
+Makefile, .gitignore and workflows, which Copier must never touch. GitHub reads workflows only
+from `.github/workflows/`, so those files carry their own `deploy-` names there. With
+`layout=deploy-repo` the same files live in `deploy/` of a separate repository, and CI checks the
+application repository out into `app/` before building the images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+if "sizing" not in globals():  # hooks/extensions.py injects this checkout's own copy
+    import sizing
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+SERVER_ENVIRONMENTS = ("staging", "prod")
+LOG_LEVEL = {"dev": "DEBUG", "staging": "INFO", "prod": "WARN"}
+DEPLOY_DIR = "deploy"  # the folder of the generated files inside the repository
+APP_CHECKOUT_DIR = "app"  # where CI checks out the application repository in layout=deploy-repo
+REGISTRY_HOSTS = {"ghcr": "ghcr.io", "dockerhub": "docker.io"}
+# Dev publishes the edge on these host ports (127.0.0.1 only); servers use 80/443.
+DEV_HTTP_PORT = 8080
+DEV_HTTPS_PORT = 8443
+
+# Raw answers that templates read only through this model (or `sizing`). copier.yml and hooks/
+# may read them; everything else gets `deployment.*`.
+COVERED = frozenset({
+    "environments", "domain", "staging_domain", "extra_server_names",
+    "tls_mode_staging", "tls_mode_prod", "tls_provided_dir",
+    "staging_ssh_host", "staging_ssh_user", "staging_deploy_dir",
+    "prod_ssh_host", "prod_ssh_user", "prod_deploy_dir",
+    "registry", "registry_host", "registry_owner", "backend_image", "frontend_image",
+    "edge_nginx_image", "frontend_nginx_image", "jre_image", "jdk_image", "node_image",
+    "mysql_image", "redis_image", "certbot_image",
+    "database", "db_host", "db_port", "db_name", "redis", "redis_host", "redis_port",
+    "server_size", "host_cpus", "host_memory_gb", "backend_replicas",
+    "backend_build", "backend_dir", "backend_jar_glob", "frontend_dir", "frontend_build_dir",
+    "layout", "app_repository",
+})
+
+# Further answers `build` reads that templates may still print directly.
+CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server"})
+
+# Operator tasks of deploy/Makefile, in `make help` order: (name, takes ENV, help, flag that
+# must be true for the task to exist). Docs list the same tasks with their own sentences.
+TASKS = (
+    ("help", False, "List the tasks", None),
+    ("validate", False, "Lint and check every deployment file (YAML, compose, shell, Dockerfiles, nginx); --full runs every linter", None),
+    ("env-sync", True, "Add keys that a template update introduced to env/ENV.env (new secrets generated)", None),
+    ("config", True, "Print the resolved Compose configuration of ENV", None),
+    ("build", False, "Build both images tagged VERSION (default sha-<commit>), e.g. for `make deploy ... PULL=0`", None),
+    ("certs", True, "Put a certificate in place so the edge can start (from the local CA until one is issued)", None),
+    ("up", True, "Start ENV and wait until every service is healthy", None),
+    ("down", True, "Stop ENV (volumes, and so the data, are kept)", None),
+    ("ps", True, "Show the containers of ENV and their health", None),
+    ("logs", True, "Follow the logs of ENV (SERVICE=backend-blue to narrow)", None),
+    ("mysql-slow-log", True, "Show the last 100 lines of MySQL's slow query log", "bundled_mysql"),
+    ("reload-edge", True, "Check the nginx configuration, then reload it without dropping connections", None),
+    ("deploy", True, "Zero-downtime deploy of VERSION (default sha-<commit>) to ENV; PULL=0 uses local images", None),
+    ("rollback", True, "Go back to the previous version (or ROLLBACK_TO=...) without pulling", None),
+    ("backup", True, "Dump the database of ENV to backups/ENV/ (compressed, with retention)", "bundled_mysql"),
+    ("restore", True, "Restore FILE=backups/ENV/....sql.gz into ENV (asks first; current data backed up)", "bundled_mysql"),
+    ("backup-timer", True, "Install the daily backup systemd timer for ENV (as root)", "bundled_mysql"),
+    ("upgrade-mysql", True, "Back up, then move MySQL to the image in compose.yaml", "bundled_mysql"),
+    ("upgrade-redis", True, "Snapshot, then move Redis to the image in compose.yaml", "bundled_redis"),
+    ("maintenance-on", True, "Answer every request of ENV with the maintenance page (503) at once, no reload", None),
+    ("maintenance-off", True, "Serve ENV normally again", None),
+    ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (FORCE=1 renews anyway); the edge reloads after nginx -t", "uses_letsencrypt"),
+)
+
+
+def environments_of(answers: Mapping) -> list[str]:
+    """The chosen environments in their canonical order (dev, staging, prod)."""
+    return [env for env in ENVIRONMENTS if env in answers["environments"]]
+
+
+def tls_mode(answers: Mapping, env: str) -> str:
+    """How the environment gets its certificate; dev always uses the local CA."""
+    return "self-signed" if env == "dev" else answers[f"tls_mode_{env}"]
+
+
+def uses_tls_mode(answers: Mapping, mode: str) -> bool:
+    return any(tls_mode(answers, env) == mode for env in environments_of(answers) if env != "dev")
+
+
+def uses_letsencrypt(answers: Mapping) -> bool:
+    return uses_tls_mode(answers, "letsencrypt")
+
+
+def registry_host(registry: str, other_host: str | None) -> str:
+    return REGISTRY_HOSTS.get(registry) or other_host or ""
+
+
+def default_image(answers: Mapping, app: str) -> str:
+    """Default repository of the backend or frontend image: <registry host>/<owner>/<slug>-<app>."""
+    host = registry_host(answers["registry"], answers.get("registry_host"))
+    return f"{host}/{answers['registry_owner']}/{answers['project_slug']}-{app}"
+
+
+def default_replicas(answers: Mapping) -> int:
+    """The preset's replica count, or for a custom host the most that fit, at most 2."""
+    if answers["server_size"] != "custom":
+        return sizing.preset(answers["server_size"])[2]
+    most = sizing.max_replicas(answers["host_cpus"], answers["host_memory_gb"],
+                               answers["database"] == "bundled", answers["redis"] == "bundled")
+    return max(1, min(2, most))
+
+
+def server_names(answers: Mapping, env: str) -> list[str]:
+    if env == "prod":
+        return [answers["domain"], *answers["extra_server_names"]]
+    if env == "staging":
+        return [answers["staging_domain"]]
+    return ["localhost"]
+
+
+def _site(answers: Mapping, env: str) -> dict:
+    names = server_names(answers, env)
+    server = env in SERVER_ENVIRONMENTS
+    mode = tls_mode(answers, env)
+    site = {
+        "env": env,
+        "server": server,
+        "names": names,
+        "primary": names[0],
+        "tls": mode,
+        # Every mode puts the files where certbot would: the server block reads one path.
+        "cert_dir": f"/etc/letsencrypt/live/{names[0]}",
+        # 'provided': the operator's directory on the host, mounted over cert_dir.
+        "provided_dir": f"{answers['tls_provided_dir']}/{names[0]}" if mode == "provided" else None,
+        "public_url": f"https://{names[0]}" if server else f"https://localhost:{DEV_HTTPS_PORT}",
+        "log_level": LOG_LEVEL[env],
+        "compose_project": f"{answers['project_slug']}-{env}",
+        "ssh": None,
+    }
+    if server:
+        site["ssh"] = {
+            "host": answers[f"{env}_ssh_host"],
+            "user": answers[f"{env}_ssh_user"],
+            "dir": answers[f"{env}_deploy_dir"],
+        }
+    return site
+
+
+def _address(bundled: bool, service: str, default_port: int, host: str | None, port: int | None) -> dict:
+    if bundled:
+        return {"bundled": True, "host": service, "port": default_port, "address": f"{service}:{default_port}"}
+    return {"bundled": False, "host": host, "port": port, "address": f"{host}:{port}"}
+
+
+def _layout(answers: Mapping) -> dict:
+    mode = answers.get("layout") or "app-repo"
+    app_root = "" if mode == "app-repo" else f"{APP_CHECKOUT_DIR}/"
+
+    def app(path: str) -> str:  # a path of the application, relative to the repository root
+        return f"{app_root}{path}"
+
+    backend_dir = answers["backend_dir"]
+    jar_glob = answers["backend_jar_glob"]
+    repo_paths = {
+        "backend_dir": app(backend_dir),
+        "frontend_dir": app(answers["frontend_dir"]),
+        "jar_glob": app(jar_glob),
+        "frontend_build_dir": app(answers["frontend_build_dir"]),
+    }
+    return {
+        "mode": mode,
+        "deploy_dir": DEPLOY_DIR,
+        # From deploy/ to the repository root: the build context of both images.
+        "repo_root_from_deploy": "..",
+        "app_root": app_root,
+        "app_repository": answers.get("app_repository") if mode == "deploy-repo" else None,
+        **repo_paths,
+        # The same paths seen from deploy/ (Compose bind mounts in dev).
+        "from_deploy": {name: f"../{path}" for name, path in repo_paths.items()},
+        # The glob inside the backend project (for the source build in Docker).
+        "jar_glob_in_backend": jar_glob[len(backend_dir) + 1:] if jar_glob.startswith(backend_dir + "/") else "build/libs/*.jar",
+    }
+
+
+def _tasks(flags: Mapping[str, bool]) -> list[dict]:
+    return [
+        {"name": name, "env": takes_env, "help": text}
+        for name, takes_env, text, flag in TASKS
+        if flag is None or flags[flag]
+    ]
+
+
+def build(answers: Mapping) -> dict:
+    """The model as plain data (it travels through Copier as JSON)."""
+    envs = environments_of(answers)
+    servers = [env for env in envs if env in SERVER_ENVIRONMENTS]
+    sites = {env: _site(answers, env) for env in envs}
+    flags = {
+        "dev": "dev" in envs,
+        "staging": "staging" in envs,
+        "prod": "prod" in envs,
+        "servers": bool(servers),
+        "uses_letsencrypt": uses_letsencrypt(answers),
+        "uses_self_signed": "dev" in envs or uses_tls_mode(answers, "self-signed"),
+        "uses_provided": uses_tls_mode(answers, "provided"),
+        "bundled_mysql": answers["database"] == "bundled",
+        "bundled_redis": answers["redis"] == "bundled",
+        "source_build": answers["backend_build"] == "source",
+        "separate_repo": (answers.get("layout") or "app-repo") == "deploy-repo",
+    }
+    flags["data_services"] = flags["bundled_mysql"] or flags["bundled_redis"]
+    host = registry_host(answers["registry"], answers.get("registry_host"))
+    images = {
+        "backend": answers["backend_image"],
+        "frontend": answers["frontend_image"],
+        "edge": answers["edge_nginx_image"],
+        "frontend_nginx": answers["frontend_nginx_image"],
+        "jre": answers["jre_image"],
+        "jdk": answers["jdk_image"] if flags["source_build"] or flags["dev"] else None,
+        "node": answers["node_image"] if flags["dev"] else None,
+        "mysql": answers["mysql_image"] if flags["bundled_mysql"] else None,
+        "redis": answers["redis_image"] if flags["bundled_redis"] else None,
+        "certbot": answers["certbot_image"] if flags["uses_letsencrypt"] else None,
+    }
+    db_name = answers["db_name"]
+    return {
+        "envs": envs,
+        "servers": servers,
+        "sites": sites,
+        "server_sites": [sites[env] for env in servers],
+        "flags": flags,
+        "registry": {
+            "kind": answers["registry"],
+            "host": host,
+            # Where `docker login` goes: GHCR and other hosts by name; Docker Hub needs none.
+            "login_host": "" if answers["registry"] == "dockerhub" else host,
+            "owner": answers["registry_owner"],
+        },
+        "images": images,
+        # Apps that CI builds into images: one matrix entry each.
+        "apps": ["backend", "frontend"],
+        "db": {**_address(flags["bundled_mysql"], "mysql", 3306, answers.get("db_host"), answers.get("db_port")),
+               "name": db_name, "app_user": f"{db_name}_app"},
+        "cache": _address(flags["bundled_redis"], "redis", 6379, answers.get("redis_host"), answers.get("redis_port")),
+        "layout": _layout(answers),
+        "acme": {"email": answers["acme_email"], "server": answers["acme_server"]} if flags["uses_letsencrypt"] else None,
+        "tasks": _tasks(flags),
+        "dev_ports": {"http": DEV_HTTP_PORT, "https": DEV_HTTPS_PORT},
+    }
+
+
+def answers_from_context(context) -> dict:
+    """The answers `build` reads, taken from a Jinja context (Copier's render context)."""
+    return {name: context.get(name) for name in COVERED | CONTEXT_EXTRA}

@@ -1,0 +1,1 @@
+../../../hooks/env_files.py

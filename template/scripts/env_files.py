@@ -1,1 +1,0 @@
-../../hooks/env_files.py
