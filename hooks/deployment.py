@@ -45,6 +45,21 @@ COVERED = frozenset({
     "layout", "app_repository",
 })
 
+# Metrics that the operator scripts export through node-exporter's textfile collector: one
+# `<file>.prom` per script in TEXTFILE_DIR (Debian's prometheus-node-exporter reads it by
+# default), written atomically. Name -> (type, labels, help). Alert rules and dashboards use
+# exactly these names; docs/architecture.md of the template lists them.
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+METRICS = {
+    "petory_deploy_last_success_timestamp_seconds": ("gauge", ("env",), "End of the last successful deploy or rollback"),
+    "petory_deploy_last_failure_timestamp_seconds": ("gauge", ("env",), "End of the last deploy that was refused or rolled back"),
+    "petory_deploy_version_info": ("gauge", ("env", "app", "version", "colour"), "The version each app serves (value 1)"),
+    "petory_backup_last_success_timestamp_seconds": ("gauge", ("env",), "End of the last database dump that was written and verified"),
+    "petory_backup_last_size_bytes": ("gauge", ("env",), "Size of the last database dump"),
+    "petory_backup_last_duration_seconds": ("gauge", ("env",), "Duration of the last database dump"),
+    "petory_certificate_expiry_timestamp_seconds": ("gauge", ("env", "name"), "notAfter of each certificate the scripts issue or install"),
+}
+
 # Further answers `build` reads that templates may still print directly.
 CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server"})
 
@@ -248,6 +263,11 @@ def build(answers: Mapping) -> dict:
         "layout": _layout(answers),
         "acme": {"email": answers["acme_email"], "server": answers["acme_server"]} if flags["uses_letsencrypt"] else None,
         "tasks": _tasks(flags),
+        "metrics": {
+            "textfile_dir": TEXTFILE_DIR,
+            "names": {name: {"type": kind, "labels": list(labels), "help": text}
+                      for name, (kind, labels, text) in METRICS.items()},
+        },
         "dev_ports": {"http": DEV_HTTP_PORT, "https": DEV_HTTPS_PORT},
     }
 

@@ -193,7 +193,7 @@ class Validator:
         hadolint = self.tool("hadolint")
         if not hadolint:
             return self.skip("hadolint", "hadolint")
-        dockerfiles = self.files("Dockerfile", "Dockerfile.*", "*.Dockerfile")
+        dockerfiles = [p for p in self.files("Dockerfile", "Dockerfile.*", "*.Dockerfile") if p.suffix != ".dockerignore"]
         config = self.repo / ".hadolint.yaml"
         proc = self.run([hadolint, "--no-color", *(["-c", ".hadolint.yaml"] if config.exists() else []),
                          *map(self.rel, dockerfiles)])
