@@ -34,7 +34,7 @@ def build(project: Path, version: str) -> None:
     build_backend_jar(project / "backend/build/libs/petory-0.0.1-SNAPSHOT.jar", version)
     build_frontend(project / "frontend/build", version)
     for app in ("backend", "frontend"):
-        subprocess.run(["docker", "build", "-q", "-f", f"docker/{app}/Dockerfile", "--build-arg",
+        subprocess.run(["docker", "build", "-q", "-f", f"deploy/docker/{app}/Dockerfile", "--build-arg",
                         f"APP_VERSION={version}", "-t", IMAGE.format(app=app, version=version), "."],
                        cwd=project, check=True, capture_output=True,
                        env={"PATH": os.environ["PATH"], "DOCKER_BUILDKIT": "0"})
@@ -58,7 +58,7 @@ def measured(stack: Stack, action) -> tuple[Load, float]:
 
 def naive_recreate(stack: Stack, version: str) -> None:
     """What `docker compose up -d` does with a new tag: stop the old container, start the new."""
-    colours = stack.project_dir / ".deploy/prod/colours.env"
+    colours = stack.deploy_dir / ".deploy/prod/colours.env"
     active = re.search(r"^BACKEND_ACTIVE=(\w+)$", colours.read_text(), re.M).group(1)
     text = re.sub(rf"^BACKEND_{active.upper()}_TAG=.*$", f"BACKEND_{active.upper()}_TAG={version}",
                   colours.read_text(), flags=re.M)

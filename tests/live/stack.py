@@ -1,7 +1,7 @@
 """Drive a generated Petory stack from the outside: render, build, start, talk to it, tear down.
 
-Everything here goes through the generated repository's own entry points (scripts/compose.sh,
-scripts/init-certificates.sh), so the harness exercises what operators run. Traffic goes only to
+Everything here goes through the generated repository's own entry points (deploy/scripts/compose.sh,
+deploy/scripts/init-certificates.sh, run from deploy/), so the harness exercises what operators run. Traffic goes only to
 ports published on 127.0.0.1.
 """
 
@@ -111,7 +111,7 @@ class Response:
 
 @dataclass
 class Stack:
-    project_dir: Path
+    project_dir: Path  # the repository root; the generated files are in its deploy/ folder
     env: str
     domain: str
     version: str | None = "1.0.0"  # APP_VERSION for `up`; None leaves the versions to deploy.sh
@@ -137,8 +137,13 @@ class Stack:
             environ["APP_VERSION"] = self.version
         return environ
 
+    @property
+    def deploy_dir(self) -> Path:
+        return self.project_dir / "deploy"
+
     def run(self, *cmd: str, check: bool = True, timeout: int = 600, input: bytes | None = None):
-        proc = subprocess.run(list(cmd), cwd=self.project_dir, env=self.environ, capture_output=True,
+        """Run a command in deploy/, where operators run the scripts."""
+        proc = subprocess.run(list(cmd), cwd=self.deploy_dir, env=self.environ, capture_output=True,
                               timeout=timeout, input=input)
         if check and proc.returncode:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"

@@ -44,7 +44,7 @@ class Deployment:
         build_frontend(project / "frontend/build", version)
         for app in ("backend", "frontend"):
             local = f"petory-deploy-test/{app}:{version}"
-            subprocess.run(["docker", "build", "-q", "-f", f"docker/{app}/Dockerfile", "--build-arg",
+            subprocess.run(["docker", "build", "-q", "-f", f"deploy/docker/{app}/Dockerfile", "--build-arg",
                             f"APP_VERSION={version}", "-t", local, "."], cwd=project, check=True,
                            capture_output=True, env={"PATH": "/usr/bin:/bin:/usr/local/bin", "DOCKER_BUILDKIT": "0"})
             self.registry.push(local, f"{self.registry.host}/petory/{app}:{version}")
@@ -57,7 +57,7 @@ class Deployment:
         return proc
 
     def popen(self, script: str, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([f"scripts/{script}", "prod", *args], cwd=self.stack.project_dir,
+        return subprocess.Popen([f"scripts/{script}", "prod", *args], cwd=self.stack.deploy_dir,
                                 env=self.stack.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def api_version(self) -> tuple[int, str]:
@@ -75,7 +75,7 @@ class Deployment:
                 if name in ("mysql", "redis")}
 
     def state(self, name: str) -> str:
-        return (self.stack.project_dir / ".deploy" / "prod" / name).read_text()
+        return (self.stack.deploy_dir / ".deploy" / "prod" / name).read_text()
 
 
 @pytest.fixture(scope="module")

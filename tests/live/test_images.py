@@ -43,7 +43,7 @@ def test_backend_image_builds_in_both_modes(mode, base_images, tmp_path):
     else:
         build_backend_jar(project / "backend/build/libs/petory-0.0.1-SNAPSHOT.jar", "2.0.0")
     image = f"petory-live/backend-{mode}:{uuid.uuid4().hex[:8]}"
-    proc = subprocess.run(["docker", "build", "-q", "-f", "docker/backend/Dockerfile", "--build-arg", "APP_VERSION=2.0.0",
+    proc = subprocess.run(["docker", "build", "-q", "-f", "deploy/docker/backend/Dockerfile", "--build-arg", "APP_VERSION=2.0.0",
                            "--build-arg", "VCS_REF=abc1234", "-t", image, "."], cwd=project, capture_output=True,
                           text=True, env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
     try:

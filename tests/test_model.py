@@ -1,0 +1,192 @@
+"""The deployment model (hooks/deployment.py): unit tests, and the rule that templates only print it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import jinja2.meta
+import pytest
+
+import deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "project_slug": "petory",
+    "layout": "app-repo",
+    "app_repository": "petory-team/petory",
+    "environments": ["dev", "staging", "prod"],
+    "domain": "petory.example.com",
+    "staging_domain": "staging.petory.example.com",
+    "extra_server_names": [],
+    "acme_email": "ops@petory.example.com",
+    "acme_server": "https://acme-v02.api.letsencrypt.org/directory",
+    "tls_mode_staging": "letsencrypt",
+    "tls_mode_prod": "letsencrypt",
+    "tls_provided_dir": "/etc/petory/tls",
+    "certbot_image": "certbot/certbot:v4.0.0",
+    "database": "bundled",
+    "db_host": "mysql.petory.example.com",
+    "db_port": 3306,
+    "db_name": "petory",
+    "redis": "bundled",
+    "redis_host": "redis.petory.example.com",
+    "redis_port": 6379,
+    "server_size": "medium",
+    "host_cpus": 4,
+    "host_memory_gb": 8,
+    "backend_replicas": 2,
+    "backend_build": "ci-jar",
+    "backend_dir": "backend",
+    "backend_jar_glob": "backend/build/libs/*-SNAPSHOT.jar",
+    "frontend_dir": "frontend",
+    "frontend_build_dir": "frontend/build",
+    "registry": "ghcr",
+    "registry_host": "registry.example.com",
+    "registry_owner": "petory-team",
+    "backend_image": "ghcr.io/petory-team/petory-backend",
+    "frontend_image": "ghcr.io/petory-team/petory-frontend",
+    "edge_nginx_image": "nginx:1.28-alpine",
+    "frontend_nginx_image": "nginx:1.28-alpine",
+    "jre_image": "eclipse-temurin:17-jre",
+    "jdk_image": "eclipse-temurin:17-jdk",
+    "node_image": "node:20-alpine",
+    "mysql_image": "mysql:8.0",
+    "redis_image": "redis:7-alpine",
+    "staging_ssh_host": "staging.petory.example.com",
+    "staging_ssh_user": "deploy",
+    "staging_deploy_dir": "/srv/petory",
+    "prod_ssh_host": "petory.example.com",
+    "prod_ssh_user": "deploy",
+    "prod_deploy_dir": "/srv/petory",
+}
+
+
+def model(**changes):
+    return deployment.build({**DEFAULTS, **changes})
+
+
+def test_answers_from_context_reads_every_answer_build_needs():
+    assert set(DEFAULTS) == deployment.COVERED | deployment.CONTEXT_EXTRA
+
+
+def test_environments_are_in_canonical_order_and_dev_is_no_server():
+    m = model(environments=["prod", "dev"])
+    assert m["envs"] == ["dev", "prod"] and m["servers"] == ["prod"]
+    assert [site["env"] for site in m["server_sites"]] == ["prod"]
+    assert m["flags"]["dev"] and m["flags"]["prod"] and not m["flags"]["staging"]
+
+
+def test_sites_carry_names_tls_certificate_path_ssh_and_url():
+    m = model(extra_server_names=["www.petory.example.com"], tls_mode_staging="provided", prod_ssh_host="10.0.0.5")
+    prod, staging, dev = m["sites"]["prod"], m["sites"]["staging"], m["sites"]["dev"]
+    assert prod["names"] == ["petory.example.com", "www.petory.example.com"] and prod["primary"] == "petory.example.com"
+    assert prod["cert_dir"] == "/etc/letsencrypt/live/petory.example.com" and prod["provided_dir"] is None
+    assert prod["ssh"] == {"host": "10.0.0.5", "user": "deploy", "dir": "/srv/petory"}
+    assert prod["public_url"] == "https://petory.example.com" and prod["log_level"] == "WARN"
+    assert staging["tls"] == "provided" and staging["provided_dir"] == "/etc/petory/tls/staging.petory.example.com"
+    assert staging["log_level"] == "INFO" and staging["compose_project"] == "petory-staging"
+    assert dev["names"] == ["localhost"] and dev["tls"] == "self-signed" and dev["ssh"] is None
+    assert dev["public_url"] == "https://localhost:8443" and dev["log_level"] == "DEBUG"
+
+
+@pytest.mark.parametrize(("environments", "staging", "prod", "expected"), [
+    (["dev", "staging", "prod"], "letsencrypt", "self-signed", True),
+    (["dev", "prod"], "letsencrypt", "self-signed", False),  # staging's answer does not count without staging
+    (["dev"], "letsencrypt", "letsencrypt", False),  # dev never uses Let's Encrypt
+    (["staging", "prod"], "provided", "letsencrypt", True),
+])
+def test_lets_encrypt_is_used_only_by_a_chosen_server_environment(environments, staging, prod, expected):
+    answers = {**DEFAULTS, "environments": environments, "tls_mode_staging": staging, "tls_mode_prod": prod}
+    assert deployment.uses_letsencrypt(answers) is expected
+    m = deployment.build(answers)
+    assert m["flags"]["uses_letsencrypt"] is expected
+    assert (m["images"]["certbot"] is not None) is expected and (m["acme"] is not None) is expected
+    assert ("certs-renew" in [t["name"] for t in m["tasks"]]) is expected
+
+
+@pytest.mark.parametrize(("registry", "host", "image"), [
+    ("ghcr", None, "ghcr.io/petory-team/petory-backend"),
+    ("dockerhub", None, "docker.io/petory-team/petory-backend"),
+    ("other", "registry.internal:5000", "registry.internal:5000/petory-team/petory-backend"),
+])
+def test_default_images_carry_the_registry_prefix(registry, host, image):
+    answers = {**DEFAULTS, "registry": registry, "registry_host": host}
+    assert deployment.default_image(answers, "backend") == image
+    assert deployment.build(answers)["registry"]["login_host"] == ("" if registry == "dockerhub" else image.split("/")[0])
+
+
+@pytest.mark.parametrize(("size", "cpus", "memory", "replicas"), [
+    ("small", 2, 4, 1), ("medium", 4, 8, 2), ("large", 8, 16, 3),
+    ("custom", 2, 4, 1), ("custom", 6, 12, 2), ("custom", 16, 64, 2),
+])
+def test_default_replicas_follow_the_preset_or_what_fits_at_most_two(size, cpus, memory, replicas):
+    assert deployment.default_replicas({**DEFAULTS, "server_size": size, "host_cpus": cpus,
+                                        "host_memory_gb": memory}) == replicas
+
+
+def test_external_services_give_their_addresses_and_drop_their_tasks():
+    m = model(database="external", db_host="db.internal.example.com", db_port=3307, redis="external",
+              redis_host="cache.internal.example.com")
+    assert m["db"]["address"] == "db.internal.example.com:3307" and not m["db"]["bundled"]
+    assert m["cache"] == {"bundled": False, "host": "cache.internal.example.com", "port": 6379,
+                          "address": "cache.internal.example.com:6379"}
+    assert m["images"]["mysql"] is None and m["images"]["redis"] is None and not m["flags"]["data_services"]
+    names = [t["name"] for t in m["tasks"]]
+    assert not {"backup", "restore", "backup-timer", "mysql-slow-log", "upgrade-mysql", "upgrade-redis"} & set(names)
+    bundled = model()
+    assert bundled["db"]["address"] == "mysql:3306" and bundled["db"]["app_user"] == "petory_app"
+    assert bundled["cache"]["address"] == "redis:6379"
+
+
+def test_layouts_place_the_application_paths():
+    app_repo = model()["layout"]
+    assert app_repo["deploy_dir"] == "deploy" and app_repo["app_root"] == ""
+    assert app_repo["jar_glob"] == "backend/build/libs/*-SNAPSHOT.jar"
+    assert app_repo["from_deploy"]["frontend_dir"] == "../frontend"
+    assert app_repo["jar_glob_in_backend"] == "build/libs/*-SNAPSHOT.jar" and app_repo["app_repository"] is None
+    separate = model(layout="deploy-repo", frontend_build_dir="frontend/dist")["layout"]
+    assert separate["app_root"] == "app/" and separate["app_repository"] == "petory-team/petory"
+    assert separate["backend_dir"] == "app/backend" and separate["frontend_build_dir"] == "app/frontend/dist"
+    assert separate["from_deploy"]["backend_dir"] == "../app/backend"
+    assert model(backend_jar_glob="out/app.jar")["layout"]["jar_glob_in_backend"] == "build/libs/*.jar"
+
+
+def test_task_list_is_ordered_unique_and_explains_every_task():
+    names = [t["name"] for t in model()["tasks"]]
+    assert names[0] == "help" and len(names) == len(set(names)) == len(deployment.TASKS)
+    assert all(t["help"] and t["help"][0].isupper() for t in model()["tasks"])
+
+
+def test_metric_names_follow_prometheus_conventions():
+    metrics = model()["metrics"]
+    assert metrics["textfile_dir"].startswith("/var/lib/")
+    for name, spec in metrics["names"].items():
+        assert name.startswith("petory_") and spec["type"] in {"gauge", "counter"}
+        assert name.endswith(("_seconds", "_bytes", "_info", "_total")), name
+        assert "env" in spec["labels"]
+
+
+# -- templates only print the model -------------------------------------------------------------
+
+def _jinja_sources():
+    for base in ("template", "partials"):
+        for path in sorted((ROOT / base).rglob("*")):
+            rel = path.relative_to(ROOT)
+            if "{" in str(rel):  # a templated path name
+                yield f"{rel} (name)", str(rel)
+            if path.is_file() and not path.is_symlink() and (path.suffix == ".jinja" or base == "partials"):
+                yield str(rel), path.read_text(encoding="utf-8")
+
+
+def test_templates_read_no_raw_answer_that_the_model_covers():
+    env = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
+    env.filters.update({name: (lambda *a, **k: "") for name in ("to_nice_yaml", "to_yaml", "to_json", "ans_random")})
+    offenders = {}
+    for name, source in _jinja_sources():
+        used = jinja2.meta.find_undeclared_variables(env.parse(source))
+        covered = sorted(used & deployment.COVERED)
+        if covered:
+            offenders[name] = covered
+    assert not offenders, f"read these through `deployment`: {offenders}"
