@@ -224,3 +224,95 @@ def compose_resources(plan_: dict, service: str) -> str:
         f'{{limits: {{cpus: "{s["cpus"]:.2f}", memory: {s["memory_limit_mb"]}M}}, '
         f'reservations: {{cpus: "{s["cpu_reservation"]:.2f}", memory: {s["memory_reservation_mb"]}M}}}}'
     )
+
+
+# -- The feature x host-size matrix ---------------------------------------------------------------
+# One rule admits or refuses every feature on a host (docs/architecture.md of the template):
+#   memory: the limits of everything that runs, plus the OS headroom, fit the host, in steady state
+#           and at the deploy peak (both colours run while the edge switches; the peak may borrow
+#           half of the headroom for those minutes);
+#   CPU:    the CPU limits plus the OS headroom fit the host's cores;
+#   disk:   the fixed budgets below, plus what grows with the database, leave room for a database
+#           of at least MIN_DATABASE_GB with FREE_DISK_SHARE of the disk still free.
+# A feature adds its services to `plan` (and so to the memory and CPU sums) and its disk to
+# DISK_FIXED_GB or DISK_PER_DATABASE_GB; nothing else decides whether it fits.
+
+DISK_GB = {"small": 50, "medium": 100, "large": 200}  # the seed's 50 GB / 100 GB; large assumed
+FREE_DISK_SHARE = 0.15  # ext4's reserved blocks plus room to pull the next version's images
+MIN_DATABASE_GB = 2
+KEPT_VERSIONS = 5  # scripts/deploy.sh --keep-images default: previous versions kept for rollback
+APP_IMAGES_GB = 0.45  # one version of the backend (JRE + jar) and frontend images
+DISK_FIXED_GB = {
+    "os_and_engine": 10.0,  # Debian, Docker's own state, the build-free server
+    "images_for_rollback": round((KEPT_VERSIONS + 1) * APP_IMAGES_GB + 1.0, 2),  # + base images
+    "container_logs": 0.5,  # json-file: 10 MB x 5 files per container (compose.yaml x-hardening)
+    "metrics_retention": 0.0,  # no bundled monitoring yet
+}
+BACKUP_RETENTION_DAYS = 14  # scripts/backup-db.sh --retention-days default
+BINLOG_DAYS = 7  # docker/mysql/conf.d/petory.cnf binlog_expire_logs_seconds
+DUMP_RATIO = 0.25  # a gzipped logical dump against the data's size on disk
+DAILY_WRITES_RATIO = 0.05  # binlog written per day against the data's size (assumed low churn)
+DISK_PER_DATABASE_GB = {
+    "data": 1.1,  # InnoDB files plus temporary tables
+    "dumps": BACKUP_RETENTION_DAYS * DUMP_RATIO + DUMP_RATIO,  # daily dumps + the pre-restore dump
+    "binlogs": BINLOG_DAYS * DAILY_WRITES_RATIO,
+}
+
+
+def deploy_peak_mb(plan_: dict) -> int:
+    """Memory limits while both colours run: the steady state plus a second set of apps."""
+    services = plan_["services"]
+    second_colour = services["backend"]["memory_limit_mb"] * plan_["backend_replicas"] + services["frontend"]["memory_limit_mb"]
+    return plan_["total"]["memory_limit_mb"] + second_colour
+
+
+def disk_plan(disk_gb: float, bundled_mysql: bool = True) -> dict:
+    """How the disk is spent, and the largest database it holds under the rule above."""
+    fixed = sum(DISK_FIXED_GB.values())
+    usable = disk_gb * (1 - FREE_DISK_SHARE) - fixed
+    per_db = sum(DISK_PER_DATABASE_GB.values()) if bundled_mysql else 0
+    max_db = round(usable / per_db, 1) if per_db else None
+    return {"disk_gb": disk_gb, "fixed_gb": round(fixed, 2), "free_gb": round(disk_gb * FREE_DISK_SHARE, 1),
+            "per_database_gb": round(per_db, 2), "max_database_gb": max_db,
+            "fits": usable > 0 and (max_db is None or max_db >= MIN_DATABASE_GB)}
+
+
+def admission(cpus: float, memory_gb: float, replicas: int, disk_gb: float,
+              bundled_mysql: bool = True, bundled_redis: bool = True) -> dict:
+    """The rule applied to one host: each resource's need against what the host offers."""
+    plan_ = plan(cpus, memory_gb, replicas, bundled_mysql, bundled_redis)
+    host = plan_["host"]
+    steady = plan_["total"]["memory_limit_mb"]
+    peak = deploy_peak_mb(plan_)
+    peak_room = host["memory_mb"] - host["os_headroom_mb"] // 2
+    disk = disk_plan(disk_gb, bundled_mysql)
+    return {
+        "memory_steady": (steady + host["os_headroom_mb"], host["memory_mb"]),
+        "memory_peak": (peak, peak_room),
+        "cpus": (round(plan_["total"]["cpus"] + host["os_headroom_cpus"], 2), cpus),
+        "disk": disk,
+        "fits": {"memory_steady": steady + host["os_headroom_mb"] <= host["memory_mb"],
+                 "memory_peak": peak <= peak_room,
+                 "cpus": plan_["total"]["cpus"] + host["os_headroom_cpus"] <= cpus + 1e-9,
+                 "disk": disk["fits"]},
+    }
+
+
+def size_matrix() -> str:
+    """The feature x host-size matrix for the presets, as a Markdown table (docs/architecture.md)."""
+    rows = ["| size | memory steady MB (limits + OS) / host | deploy peak MB (both colours) / host - half the OS headroom "
+            "| CPUs (limits + OS) / host | disk GB: fixed + free | largest database GB | admitted |",
+            "|---|---|---|---|---|---|---|"]
+    for name, (cpus, memory_gb, replicas) in PRESETS.items():
+        a = admission(cpus, memory_gb, replicas, DISK_GB[name])
+        verdict = ", ".join(k for k, ok in a["fits"].items() if not ok)
+        rows.append(
+            f"| {name} ({cpus} cores / {memory_gb} GB / {DISK_GB[name]} GB, {replicas} replica(s)) "
+            f"| {a['memory_steady'][0]} / {a['memory_steady'][1]} | {a['memory_peak'][0]} / {a['memory_peak'][1]} "
+            f"| {a['cpus'][0]:g} / {a['cpus'][1]} | {a['disk']['fixed_gb']:g} + {a['disk']['free_gb']:g} "
+            f"| {a['disk']['max_database_gb']:g} | {'yes' if not verdict else 'no: ' + verdict} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(size_matrix())
