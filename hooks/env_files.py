@@ -2,7 +2,8 @@
 """Per-environment env files: secrets made with a CSPRNG, missing keys found and added.
 
 Used three ways:
-- by the template (Jinja global `new_secret`) when Copier first renders env/<env>.env;
+- by the template (Jinja globals `env_entries` and `fill_value`) when Copier first renders
+  env/.env.example and env/<env>.env;
 - by the Copier task and `make env-sync` in the generated repository, to add keys that a
   template update introduced in env/.env.example but that the gitignored env files lack;
 - by scripts/validate.py, to report such keys.
@@ -45,10 +46,48 @@ def parse_env(text: str) -> dict[str, str]:
     return pairs
 
 
+def generated_length(example_value: str) -> int | None:
+    """N for a `<generated:N>` placeholder, None for a plain default."""
+    match = GENERATED.match(example_value)
+    return int(match.group(1)) if match else None
+
+
 def fill_value(example_value: str) -> str:
     """The value a new key gets: a fresh secret for `<generated:N>`, else the example's default."""
-    match = GENERATED.match(example_value)
-    return new_secret(int(match.group(1))) if match else example_value
+    length = generated_length(example_value)
+    return example_value if length is None else new_secret(length)
+
+
+def env_entries(env: str, slug: str, bundled_mysql: bool, bundled_redis: bool) -> list[dict]:
+    """The keys of env/<env>.env, in file order: the contract env/.env.example is rendered from.
+
+    `value` is what a new env/<env>.env gets through `fill_value` (so `<generated:N>` becomes a
+    fresh secret); `example` is what env/.env.example shows for it.
+    """
+    dev = env == "dev"
+    entries = [
+        ("Compose", "COMPOSE_PROJECT_NAME", f"{slug}-{env}", f"{slug}-prod",
+         "one Compose project per environment, so dev and staging can share a host"),
+        ("Compose", "APP_VERSION", "local", "local",
+         "image tag `make up` runs before the first deploy; afterwards scripts/deploy.sh records each colour's tag in .deploy/<env>/colours.env"),
+        ("Compose", "EDGE_BIND_ADDRESS", "127.0.0.1" if dev else "0.0.0.0", "0.0.0.0",
+         "address the edge publishes 80/443 on; 127.0.0.1 keeps a dev stack private"),
+        ("Compose", "EDGE_HTTP_PORT", "8080" if dev else "80", "80", "host port for HTTP (redirects to HTTPS)"),
+        ("Compose", "EDGE_HTTPS_PORT", "8443" if dev else "443", "443", "host port for HTTPS"),
+    ]
+    if bundled_mysql:
+        entries.append(("Secrets", "MYSQL_ROOT_PASSWORD", "<generated:40>", "<generated:40>",
+                        "MySQL root; used only by the MySQL container and backups"))
+    entries += [
+        ("Secrets", "MYSQL_PASSWORD", "<generated:40>", "<generated:40>",
+         "password of the application's MySQL user" + ("" if bundled_mysql else " (set it to the external database's)")),
+        ("Secrets", "REDIS_PASSWORD", "<generated:40>", "<generated:40>",
+         "Redis AUTH password" + ("" if bundled_redis else " (set it to the external Redis's)")),
+        ("Secrets", "PETORY_JWT_SECRET", "<generated:64>", "<generated:64>",
+         "HMAC key for the backend's JWTs (64 characters = 512 bits for HS512)"),
+    ]
+    keys = ("section", "key", "value", "example", "comment")
+    return [dict(zip(keys, entry)) for entry in entries]
 
 
 def missing_keys(example: Path, env_file: Path) -> list[str]:

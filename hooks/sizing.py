@@ -195,7 +195,12 @@ def plan(
         "mysql": {
             "innodb_buffer_pool_size_mb": buffer_pool_mb,
             "max_connections": max_connections,
+            # The terms of the two sums above, so that comments beside the settings print them.
             "hikari_pool_size": HIKARI_POOL_SIZE,
+            "admin_connections": ADMIN_CONNECTIONS,
+            "base_overhead_mb": MYSQL_BASE_OVERHEAD_MB,
+            "per_connection_mb": MYSQL_PER_CONNECTION_MB,
+            "binlog_days": BINLOG_DAYS,
         },
         "redis": {
             "maxmemory_mb": int(_floor_to(REDIS_MB * REDIS_MAXMEMORY_SHARE, 16)),

@@ -1,6 +1,7 @@
 """Unit tests of secret generation and the env-file contract (hooks/env_files.py)."""
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,29 @@ def test_unfilled_placeholders_are_found(tmp_path):
     env_file = tmp_path / "x.env"
     env_file.write_text("A=<generated:40>\nB=\nC=ok\n")
     assert env_files.unfilled_keys(env_file) == ["A", "B"]
+
+
+def test_env_entries_follow_bundled_services():
+    keys = [e["key"] for e in env_files.env_entries("prod", "petory", True, True)]
+    assert "MYSQL_ROOT_PASSWORD" in keys and keys.index("COMPOSE_PROJECT_NAME") == 0
+    external = [e["key"] for e in env_files.env_entries("prod", "petory", False, False)]
+    assert "MYSQL_ROOT_PASSWORD" not in external and "MYSQL_PASSWORD" in external
+    dev = {e["key"]: e["value"] for e in env_files.env_entries("dev", "petory", True, True)}
+    assert dev["EDGE_BIND_ADDRESS"] == "127.0.0.1" and dev["COMPOSE_PROJECT_NAME"] == "petory-dev"
+
+
+def test_every_entry_is_filled_the_way_env_sync_fills_it():
+    for entry in env_files.env_entries("staging", "petory", True, True):
+        value = env_files.fill_value(entry["value"])
+        length = env_files.generated_length(entry["example"])
+        if length is None:
+            assert value == entry["value"] and not env_files.GENERATED.match(entry["example"])
+        else:
+            assert len(value) == length >= 40 and value.isalnum(), entry["key"]
+    assert env_files.generated_length("<generated:48>") == 48 and env_files.generated_length("local") is None
+    assert env_files.fill_value("on") == "on"
+
+
+def test_env_file_partial_fills_values_through_env_files():
+    partial = (Path(__file__).resolve().parent.parent / "partials" / "env-file.jinja").read_text()
+    assert "fill_value(e.value)" in partial and "<generated:" not in partial and "[11:" not in partial

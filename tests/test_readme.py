@@ -1,19 +1,43 @@
-"""README.md documents every question and the two commands."""
+"""README.md documents every question (copier.yml's help, verbatim) and the two commands."""
 
 from pathlib import Path
 
+import readme_table
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_every_question_is_in_the_answer_reference():
+def test_answers_table_is_copier_yml_help_verbatim():
     config = yaml.safe_load((ROOT / "copier.yml").read_text())
     readme = (ROOT / "README.md").read_text()
-    reference = readme.split("## Answers", 1)[1]
-    questions = [k for k, v in config.items() if not k.startswith("_") and isinstance(v, dict)]
-    missing = [q for q in questions if f"`{q}`" not in reference]
-    assert not missing, f"README.md's answer reference lacks {missing}"
+    reference = readme.split("## Answers", 1)[1].split("\n## ", 1)[0]
+    assert readme_table.current(reference) == readme_table.table(config), (
+        "README.md's answers table differs from copier.yml; run python3 hooks/readme_table.py --write")
+
+
+def test_every_question_has_one_row_with_its_help_and_default():
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    rows = {line.split("|")[1].strip().strip("`"): line
+            for line in readme_table.current((ROOT / "README.md").read_text()).splitlines() if line.startswith("| `")}
+    assert list(rows) == list(readme_table.questions(config))
+    for name in ("layout", "app_repository"):
+        assert config[name]["help"] in rows[name] and f"`{config[name]['default']}`" in rows[name]
+
+
+def test_a_changed_help_text_is_caught():
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    config["domain"]["help"] += " (changed)"
+    assert readme_table.current((ROOT / "README.md").read_text()) != readme_table.table(config)
+
+
+def test_table_cells_escape_markdown():
+    config = {"a": {"help": "x | y <domain>", "default": "{{ b | lower }}"}, "c": {"help": "h", "default": "{{ f(1) }}"},
+              "d": {"help": "computed", "when": False}, "_skip": True}
+    lines = readme_table.table(config).splitlines()
+    assert r"| `a` | `{{ b \| lower }}` | x \| y &lt;domain> |" in lines
+    assert "| `c` | `(derived, see copier.yml)` | h |" in lines
+    assert "| `d` | (computed, never asked) | computed |" in lines
 
 
 def test_ci_runs_exactly_the_readme_test_command():

@@ -1,8 +1,14 @@
-"""Unit tests of the resource arithmetic (hooks/sizing.py)."""
+"""Unit tests of the resource arithmetic (hooks/sizing.py) and of the comments that restate it."""
 
+import re
+from pathlib import Path
+
+import jinja2
 import pytest
 
 import sizing
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("cpus,memory_gb,replicas", [
@@ -87,3 +93,38 @@ def test_compose_resources_is_a_flow_mapping():
     resources = yaml.safe_load(sizing.compose_resources(plan, "backend"))
     assert resources == {"limits": {"cpus": "1.00", "memory": "2048M"},
                          "reservations": {"cpus": "0.50", "memory": "1024M"}}
+
+
+MYSQL_CNF = ROOT / "template/deploy/docker/{% if deployment.flags.bundled_mysql %}mysql{% endif %}/conf.d/petory.cnf.jinja"
+
+
+@pytest.mark.parametrize("cpus,memory_gb,replicas", [(2, 4, 1), (4, 8, 2), (8, 16, 3), (16, 64, 8)])
+def test_mysql_comments_state_the_formulas_with_the_settings_numbers(cpus, memory_gb, replicas):
+    plan = sizing.plan(cpus, memory_gb, replicas)
+    text = jinja2.Template(MYSQL_CNF.read_text()).render(sizing=plan, project_name="Petory", timezone="UTC")
+    setting = re.search(
+        r"^max_connections = (\d+) # 2 colours x (\d+) replicas? x pool (\d+) \+ (\d+) admin$", text, re.M)
+    assert setting, text
+    total, shown_replicas, pool, admin = map(int, setting.groups())
+    assert total == 2 * shown_replicas * pool + admin == plan["mysql"]["max_connections"]
+    assert shown_replicas == replicas and pool == plan["mysql"]["hikari_pool_size"]
+
+    memory = re.search(r"^# Memory: buffer pool (\d+) MB \+ (\d+) connections x (\d+) MB \+ (\d+) MB server overhead\n"
+                       r"# stay under the container's (\d+) MB limit\.$", text, re.M)
+    assert memory, text
+    pool_mb, connections, per_connection, overhead, limit = map(int, memory.groups())
+    assert f"innodb_buffer_pool_size = {pool_mb}M" in text and connections == total
+    assert pool_mb + connections * per_connection + overhead <= limit == plan["services"]["mysql"]["memory_limit_mb"]
+
+    binlog = re.search(r"^binlog_expire_logs_seconds = (\d+) # keep (\d+) days", text, re.M)
+    assert binlog and int(binlog.group(1)) == int(binlog.group(2)) * 86400
+    assert int(binlog.group(2)) == sizing.BINLOG_DAYS
+
+
+def test_redis_comment_states_the_settings_numbers():
+    plan = sizing.plan(4, 8, 2)
+    conf = next((ROOT / "template/deploy/docker").glob("*redis*/redis.conf.jinja"))
+    text = jinja2.Template(conf.read_text()).render(sizing=plan, project_name="Petory")
+    shown = re.search(r"^# Memory: (\d+) MB of a (\d+) MB limit", text, re.M)
+    assert shown and f"maxmemory {shown.group(1)}mb" in text
+    assert int(shown.group(2)) == plan["services"]["redis"]["memory_limit_mb"] > int(shown.group(1))

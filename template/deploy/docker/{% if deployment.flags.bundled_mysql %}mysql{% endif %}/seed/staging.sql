@@ -1,5 +1,5 @@
 -- Staging test data, loaded once when the staging database is initialised.
--- Replace with fixtures that match your schema; never put production data here.
+-- Replace these rows with data that matches your schema; never put production data here.
 CREATE TABLE IF NOT EXISTS pets (
     id BIGINT AUTO_INCREMENT PRIMARY KEY,
     name VARCHAR(100) NOT NULL,

@@ -1,0 +1,57 @@
+"""Operator-facing files never mention the template's own tests (issue 10, item 8).
+
+Every supported answer set's render (conftest.py's shared `rendered` fixture, so no extra copy)
+is searched, file contents and paths, for the terms below. Only .copier-answers.yml is exempt:
+it is Copier's bookkeeping, not something an operator reads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from answer_sets import SUPPORTED
+
+EXEMPT = {".copier-answers.yml"}
+BANNED = re.compile(
+    r"\bstand-?ins?\b"  # stand-in, standin, "test stand-in"
+    r"|\bpytest\b|\bharness(?:es)?\b|\bfixtures?\b|petory-live|MariaDB[- ]based"
+    # The same in the Korean docs: "MariaDB-based", "stand-in" (not 대역폭, bandwidth), "the template's own tests".
+    r"|MariaDB 기반|대역(?!폭)|템플릿 자체의 테스트",
+    re.IGNORECASE,
+)
+
+
+def hits(project: Path) -> list[str]:
+    found = []
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project)
+        if str(relative) in EXEMPT or ".git" in relative.parts:
+            continue
+        if BANNED.search(str(relative)):
+            found.append(f"{relative}: banned term in the path")
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        found += [f"{relative}:{n}: {line.strip()}" for n, line in enumerate(text.splitlines(), 1)
+                  if BANNED.search(line)]
+    return found
+
+
+def test_the_pattern_catches_each_term_and_spares_ordinary_words():
+    for text in ("the test stand-in", "Standin image", "run pytest", "the harness", "a fixture", "fixtures",
+                 "petory-live-mysql", "a MariaDB-based server", "MariaDB 기반의 대역을", "템플릿 자체의 테스트는"):
+        assert BANNED.search(text), text
+    for text in ("standing by", "outstanding", "fixtured_ok_word", "understand-in-depth", "네트워크 대역폭"):
+        assert not BANNED.search(text), text
+
+
+@pytest.mark.parametrize("name", sorted(SUPPORTED))
+def test_generated_files_never_mention_the_template_tests(rendered, name):
+    found = hits(rendered(name))
+    assert not found, f"{name}: operator-facing files mention the template's tests:\n" + "\n".join(found)
