@@ -14,6 +14,7 @@ from jinja2 import pass_context
 from jinja2.ext import Extension
 
 HOOKS = Path(__file__).resolve().parent
+DOCS_STRINGS = HOOKS.parent / "partials" / "docs"
 
 
 def _load(name: str, **siblings):
@@ -38,6 +39,13 @@ sizing = _load("sizing")
 deployment = _load("deployment", sizing=sizing)
 
 
+def docs_strings(language: str) -> dict:
+    """The per-language labels and sentences of the generated docs (partials/docs/strings.<language>.yaml)."""
+    import yaml  # Copier's own dependency
+
+    return yaml.safe_load((DOCS_STRINGS / f"strings.{language}.yaml").read_text(encoding="utf-8"))
+
+
 def _from_answers(function):
     """A Jinja global that calls `function(answers, *args)` with the answers of the render context."""
     return pass_context(lambda context, *args: function(deployment.answers_from_context(context), *args))
@@ -58,7 +66,10 @@ class PetoryExtension(Extension):
             sizing_max_replicas=sizing.max_replicas,
             sizing_preset=sizing.preset,
             compose_resources=sizing.compose_resources,
-            new_secret=env_files.new_secret,
-            env_entries=answers_rules.env_entries,
+            env_entries=env_files.env_entries,
+            fill_value=env_files.fill_value,
+            generated_length=env_files.generated_length,
             answer_error=answers_rules.answer_error,
+            # partials/docs/: the docs' shared macros print these labels and sentences.
+            docs_strings=docs_strings,
         )
