@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs docker compose for one environment: adds env/<env>.env and compose.<env>.yaml.
+# Runs docker compose for one environment: adds env/<env>.env, the deploy state and compose.<env>.yaml.
 set -Eeuo pipefail
+
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
     cat <<USAGE
@@ -13,14 +16,10 @@ Examples:
 USAGE
 }
 
-# shellcheck source=scripts/lib/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+main() {
+    parse_args 1 rest "$@" # everything after <env> belongs to docker compose
+    require_env "${POSITIONAL[0]}"
+    compose "${POSITIONAL[@]}"
+}
 
-case "${1:-}" in
-    -h | --help) usage; exit 0 ;;
-    "") usage >&2; exit 2 ;;
-esac
-env="$1"
-shift
-require_env "${env}"
-compose "${env}" "$@"
+main "$@"

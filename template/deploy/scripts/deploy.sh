@@ -8,6 +8,11 @@
 # left the old one. MySQL and Redis are never touched.
 set -Eeuo pipefail
 
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/metrics.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/metrics.sh"
+
 usage() {
     cat <<USAGE
 Usage: scripts/deploy.sh <env> <version> [options]
@@ -27,91 +32,65 @@ Options:
 USAGE
 }
 
-# shellcheck source=scripts/lib/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-
+# --- options -------------------------------------------------------------------------------------
 apps=(backend frontend)
 pull=1
 wait_lock=0
 drain_timeout=90
 keep_images=5
-previous_idle_tag=""
 force=0
-pending_service=""  # started, not yet receiving traffic: removed if the script stops early
-draining_service="" # no longer receiving traffic, not yet stopped: stopped if the script stops early
-switched=0          # apps switched to the new version (recorded in the history even on a later failure)
-positional=()
-while (($#)); do
+OPTIONS=(--only= --no-pull --wait-lock= --drain-timeout= --keep-images= --force)
+
+option() {
     case "$1" in
-        -h | --help) usage; exit 0 ;;
-        --only) [[ "${2:-}" =~ ^(backend|frontend)$ ]] || die "--only takes backend or frontend"; apps=("$2"); shift ;;
+        --only) [[ "$2" =~ ^(backend|frontend)$ ]] || usage_error "--only takes backend or frontend"; apps=("$2") ;;
         --no-pull) pull=0 ;;
-        --wait-lock) wait_lock="${2:?--wait-lock needs seconds}"; shift ;;
-        --drain-timeout) drain_timeout="${2:?--drain-timeout needs seconds}"; shift ;;
-        --keep-images) keep_images="${2:?--keep-images needs a number}"; shift ;;
+        --wait-lock) require_number "$1" "$2"; wait_lock="$2" ;;
+        --drain-timeout) require_number "$1" "$2"; drain_timeout="$2" ;;
+        --keep-images) require_number "$1" "$2" 3; keep_images="$2" ;; # rollback needs versions to go back to
         --force) force=1 ;;
-        -*) usage >&2; die "unknown option $1" ;;
-        *) positional+=("$1") ;;
     esac
-    shift
-done
-((${#positional[@]} == 2)) || { usage >&2; exit 2; }
-env="${positional[0]}"
-version="${positional[1]}"
-require_env "${env}"
-[[ "${version}" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'${version}' is not a valid image tag"
-[[ "${version}" != latest ]] || die "refusing the mutable tag 'latest': deploy an immutable tag (sha-<commit> or a release)"
-((keep_images >= 3)) || die "--keep-images must be at least 3, so that rollback has versions to go back to"
-
-ensure_state "${env}"
-state="$(state_dir "${env}")"
-
-# --- one deploy per environment at a time ------------------------------------------------------
-take_lock "${env}" "${wait_lock}" "deploy of ${version}"
-
-env_value() { sed -n "s/^$1=//p" "${REPO_ROOT}/env/${env}.env" | tail -n 1; }
-image_of() {
-    local app="$1" repo
-    repo="${BACKEND_IMAGE:-}"
-    [[ "${app}" == frontend ]] && repo="${FRONTEND_IMAGE:-}"
-    if [[ -z "${repo}" ]]; then
-        repo="$(COMPOSE_PROFILES="${app}-blue" compose "${env}" config --format json 2>/dev/null | python3 -c "
-import json, sys
-print(json.load(sys.stdin)['services']['${app}-blue']['image'].rsplit(':', 1)[0])")" ||
-            die "cannot read the ${app} image from the Compose configuration"
-    fi
-    printf '%s:%s' "${repo}" "${version}"
 }
 
-# health_timeout IMAGE: seconds to wait for a new container: start period + retries x (interval + timeout).
+# --- what the exit trap cleans up or records -----------------------------------------------------
+pending_service=""   # started, not yet receiving traffic: removed if the script stops early
+draining_service=""  # no longer receiving traffic, not yet stopped: stopped if the script stops early
+switched=0           # apps switched to the new version (recorded in the history even on a later failure)
+previous_idle_tag="" # the idle colour's tag before this deploy: restored if the new colour fails
+declare -A repos=()  # app -> image repository (no tag), from the Compose configuration
+
+# --- Compose and the edge ------------------------------------------------------------------------
+
+# compose_with SERVICE ARGS...: compose with SERVICE's profile added to the active colours'.
+compose_with() {
+    COMPOSE_PROFILES="$(active_profiles "${env}"),$1" compose "${env}" "${@:2}"
+}
+
+# image_repo APP: the app's image repository as Compose resolves it (env file, BACKEND_IMAGE...).
+# `config --images` also lists the images of the service's dependencies, in no fixed order: a tag
+# that no other image has picks out the service's line.
+image_repo() {
+    local probe=deploy-sh-probe
+    declare -x "${1^^}_BLUE_TAG=${probe}" # the environment wins over --env-file in Compose
+    COMPOSE_PROFILES="$1-blue" compose "${env}" config --images "$1-blue" | sed -n "s/:${probe}\$//p"
+}
+
+image_of() { printf '%s:%s' "${repos[$1]}" "${version}"; }
+
+# health_timeout IMAGE: seconds to wait for a new container: start period + retries x (interval +
+# timeout) of the image's HEALTHCHECK (Docker's defaults where unset), plus 10 s.
 health_timeout() {
-    local seconds
-    seconds="$(docker image inspect --format '{{json .Config.Healthcheck}}' "$1" | python3 -c '
-import json, sys
-hc = json.load(sys.stdin) or {}
-ns = lambda key, default: hc.get(key) or default * 10**9
-print(int((ns("StartPeriod", 0) + hc.get("Retries", 3) * (ns("Interval", 30) + ns("Timeout", 30))) / 10**9) + 10)')"
-    printf '%s' "${seconds}"
+    local start=0 interval=0 timeout=0 retries=0
+    read -r start interval timeout retries < <(docker image inspect --format \
+        '{{with .Config.Healthcheck}}{{printf "%d %d %d %d" .StartPeriod .Interval .Timeout .Retries}}{{end}}' "$1") || true
+    ((interval)) || interval=30000000000 # durations are in nanoseconds
+    ((timeout)) || timeout=30000000000
+    ((retries)) || retries=3
+    printf '%d' $(((start + retries * (interval + timeout)) / 1000000000 + 10))
 }
 
 edge_running() { [[ -n "$(compose "${env}" ps -q edge 2>/dev/null)" ]]; }
 edge_exec() { compose "${env}" exec -T edge "$@"; }
-
-# write_edge_state BACKEND_ACTIVE FRONTEND_ACTIVE: the nginx maps; the preview is the idle colour.
-write_edge_state() {
-    local file="${state}/edge/active.conf" tmp
-    tmp="$(mktemp "${state}/edge/.active.XXXXXX")"
-    cat >"${tmp}" <<MAPS
-# Written by scripts/deploy.sh at $(date -u +%FT%TZ) for version ${version}. Do not edit by hand:
-# use scripts/deploy.sh or scripts/rollback.sh.
-map "" \$backend_upstream { default backend_$1; }
-map "" \$frontend_upstream { default frontend_$2; }
-map "" \$backend_preview_upstream { default backend_$(other_colour "$1"); }
-map "" \$frontend_preview_upstream { default frontend_$(other_colour "$2"); }
-MAPS
-    chmod 644 "${tmp}"
-    mv "${tmp}" "${file}" # a new inode in the mounted directory: nginx sees it at the next reload
-}
 
 # old_workers: nginx workers still finishing requests after a reload ("[s]" keeps grep's own
 # command line, which contains the pattern, from matching).
@@ -120,24 +99,59 @@ old_workers() {
     edge_exec sh -c 'n=0; for f in /proc/[0-9]*/cmdline; do tr "\0" " " <"$f" 2>/dev/null | grep -q "[s]hutting down" && n=$((n+1)); done; echo $n' || echo 0
 }
 
-smoke() { # smoke APP: one request through the edge's preview server to the idle colour
-    local path=/
+# smoke APP: one request through the edge's preview server to the idle colour.
+smoke() {
+    local path=/ deadline=$((SECONDS + 20)) # the preview upstream re-resolves names every 10 s
     [[ "$1" == backend ]] && path=/actuator/health
-    local deadline=$((SECONDS + 20)) # the preview upstream re-resolves names every 10 s
     until edge_exec curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:8082${path}" 2>/dev/null; do
         ((SECONDS < deadline)) || return 1
         sleep 1
     done
 }
 
-fail_idle() { # fail_idle APP COLOUR REASON: remove the new colour, keep traffic where it is, exit 1
+# switch_edge APP COLOUR: point the edge's APP traffic at COLOUR (nginx -t, then a graceful
+# reload); on failure the previous active.conf is put back.
+switch_edge() {
+    local backend frontend previous="${state}/edge/active.conf.previous"
+    backend="$(state_get "${env}" BACKEND_ACTIVE)"
+    frontend="$(state_get "${env}" FRONTEND_ACTIVE)"
+    if [[ "$1" == backend ]]; then backend="$2"; else frontend="$2"; fi
+    cp "${state}/edge/active.conf" "${previous}"
+    write_edge_state "${env}" "${backend}" "${frontend}"
+    if ! edge_exec nginx -t -q; then
+        mv "${previous}" "${state}/edge/active.conf"
+        return 1
+    fi
+    if ! edge_exec nginx -s reload; then
+        mv "${previous}" "${state}/edge/active.conf"
+        return 1
+    fi
+}
+
+# --- one app ---------------------------------------------------------------------------------------
+
+# fail_idle APP COLOUR REASON: remove the new colour, keep traffic where it is, exit 1.
+fail_idle() {
     local service="$1-$2"
     log "deploy: ${service} failed: $3; last log lines:"
     compose "${env}" logs --no-color --tail 30 "${service}" >&2 || true
-    COMPOSE_PROFILES="$(active_profiles "${env}"),${service}" compose "${env}" rm -s -f "${service}" >/dev/null 2>&1 || true
+    compose_with "${service}" rm -s -f "${service}" >/dev/null 2>&1 || true
     state_set "${env}" "${1^^}_${2^^}_TAG" "${previous_idle_tag}"
     pending_service=""
     die "deploy of ${version} to ${env} aborted: $3. Traffic stayed on $1-$(other_colour "$2"); no ${service} container remains"
+}
+
+# drain APP COLOUR: wait for the old nginx workers, then stop the colour that no longer serves.
+drain() {
+    local service="$1-$2" deadline=$((SECONDS + drain_timeout))
+    draining_service="${service}"
+    log "deploy: $1: draining ${service} (waiting for old nginx workers, at most ${drain_timeout}s)"
+    sleep 1 # the reload is asynchronous: give the master a moment to start the new workers
+    while (($(old_workers) > 0)) && ((SECONDS < deadline)); do sleep 1; done
+    # SIGTERM: Spring Boot finishes in-flight requests within its shutdown phase (stop_grace_period).
+    compose_with "${service}" stop "${service}" >/dev/null 2>&1
+    compose_with "${service}" rm -f "${service}" >/dev/null 2>&1
+    draining_service=""
 }
 
 deploy_app() {
@@ -153,129 +167,150 @@ deploy_app() {
     fi
     timeout="$(health_timeout "${image}")"
     log "deploy: ${app}: starting ${service} with ${image} (health timeout ${timeout}s)"
-    previous_idle_tag="$(state_get "${env}" "${upper}_${idle^^}_TAG")" # restored if this colour fails
+    previous_idle_tag="$(state_get "${env}" "${upper}_${idle^^}_TAG")"
     state_set "${env}" "${upper}_${idle^^}_TAG" "${version}"
     pending_service="${service}"
-    if ! COMPOSE_PROFILES="$(active_profiles "${env}"),${service}" \
-        compose "${env}" up -d --no-deps --wait --wait-timeout "${timeout}" "${service}" >/dev/null 2>&1; then
+    compose_with "${service}" up -d --no-deps --wait --wait-timeout "${timeout}" "${service}" >/dev/null 2>&1 ||
         fail_idle "${app}" "${idle}" "health check did not pass within ${timeout}s"
-    fi
     log "deploy: ${app}: ${service} is healthy; smoke request through the edge preview"
     smoke "${app}" || fail_idle "${app}" "${idle}" "smoke request through nginx failed"
 
     log "deploy: ${app}: switching the edge from ${active} to ${idle}"
-    local backend_colour frontend_colour
-    backend_colour="$(state_get "${env}" BACKEND_ACTIVE)"
-    frontend_colour="$(state_get "${env}" FRONTEND_ACTIVE)"
-    [[ "${app}" == backend ]] && backend_colour="${idle}" || frontend_colour="${idle}"
-    cp "${state}/edge/active.conf" "${state}/edge/active.conf.previous"
-    write_edge_state "${backend_colour}" "${frontend_colour}"
-    if ! edge_exec nginx -t -q; then
-        mv "${state}/edge/active.conf.previous" "${state}/edge/active.conf"
-        fail_idle "${app}" "${idle}" "nginx -t refused the switched configuration"
-    fi
-    if ! edge_exec nginx -s reload; then
-        mv "${state}/edge/active.conf.previous" "${state}/edge/active.conf"
-        fail_idle "${app}" "${idle}" "nginx -s reload failed"
-    fi
+    switch_edge "${app}" "${idle}" || fail_idle "${app}" "${idle}" "nginx refused the switched configuration (nginx -t or reload)"
     state_set "${env}" "${upper}_ACTIVE" "${idle}"
     pending_service=""
-    draining_service="${app}-${active}"
     switched=$((switched + 1))
-
-    log "deploy: ${app}: draining ${app}-${active} (waiting for old nginx workers, at most ${drain_timeout}s)"
-    local deadline=$((SECONDS + drain_timeout))
-    sleep 1 # the reload is asynchronous: give the master a moment to start the new workers
-    while (($(old_workers) > 0)) && ((SECONDS < deadline)); do sleep 1; done
-    # SIGTERM: Spring Boot finishes in-flight requests within its shutdown phase (stop_grace_period).
-    COMPOSE_PROFILES="$(active_profiles "${env}"),${app}-${active}" compose "${env}" stop "${app}-${active}" >/dev/null 2>&1
-    COMPOSE_PROFILES="$(active_profiles "${env}"),${app}-${active}" compose "${env}" rm -f "${app}-${active}" >/dev/null 2>&1
-    draining_service=""
+    drain "${app}" "${active}"
     log "deploy: ${app}: ${version} is live on ${idle}"
 }
 
+# --- whole stack -----------------------------------------------------------------------------------
+
+# first_deploy: no edge runs yet (also after `make down`): start everything, the colours that
+# were active last time with the new version.
 first_deploy() {
+    local app colour
     log "deploy: first deploy of ${env}: starting the whole stack with ${version}"
-    # (Also after `make down`: the colours that were active start again, with the new version.)
     for app in backend frontend; do
-        state_set "${env}" "${app^^}_$(state_get "${env}" "${app^^}_ACTIVE" | tr '[:lower:]' '[:upper:]')_TAG" "${version}"
+        colour="$(state_get "${env}" "${app^^}_ACTIVE")"
+        state_set "${env}" "${app^^}_${colour^^}_TAG" "${version}"
     done
     switched=2
-    "${REPO_ROOT}/scripts/init-certificates.sh" "${env}"
+    "${DEPLOY_DIR}/scripts/init-certificates.sh" "${env}"
     if ! compose "${env}" up -d --wait --wait-timeout 600; then
         compose "${env}" logs --no-color --tail 30 >&2 || true
         die "first deploy of ${version} to ${env} failed: services did not become healthy (logs above)"
     fi
 }
 
+# preflight: refuse before anything changes: a broken configuration, an image that cannot be had.
+preflight() {
+    local app
+    log "deploy: validating the configuration"
+    compose "${env}" config --quiet || die "docker compose config failed for ${env}"
+    if edge_running; then
+        edge_exec nginx -t -q || die "nginx -t fails on the running edge; fix the configuration before deploying"
+    fi
+    for app in backend frontend; do
+        repos[${app}]="$(image_repo "${app}")" && [[ -n "${repos[${app}]}" ]] ||
+            die "cannot read the ${app} image from the Compose configuration"
+    done
+    for app in "${apps[@]}"; do
+        if ((pull)); then
+            log "deploy: pulling $(image_of "${app}")"
+            docker pull --quiet "$(image_of "${app}")" >/dev/null || die "cannot pull $(image_of "${app}"); nothing was changed"
+        else
+            docker image inspect "$(image_of "${app}")" >/dev/null 2>&1 ||
+                die "$(image_of "${app}") is not on this host (--no-pull); nothing was changed"
+        fi
+    done
+}
+
+# prune_images: remove images of versions deployed here before but older than the last N; never
+# an image that this script did not deploy (it may be pre-pulled for the next deploy).
 prune_images() {
-    # Remove images of versions deployed here before but older than the last N; never an image
-    # that was not deployed by this script (it may be pre-pulled for the next deploy).
-    local versions keep
+    local versions keep app tag
     [[ -f "${state}/history" ]] || return 0
     versions="$(awk '{print $3}' "${state}/history" | tac | awk '!seen[$0]++')"
     keep="$(head -n "${keep_images}" <<<"${versions}" | tr '\n' ' ')"
     for app in backend frontend; do
-        local repo
-        repo="$(image_of "${app}")"
-        repo="${repo%:*}"
         while read -r tag; do
             [[ -z "${tag}" || " ${keep} " == *" ${tag} "* ]] && continue
-            if docker image rm "${repo}:${tag}" >/dev/null 2>&1; then log "deploy: pruned ${repo}:${tag}"; fi
+            if docker image rm "${repos[${app}]}:${tag}" >/dev/null 2>&1; then log "deploy: pruned ${repos[${app}]}:${tag}"; fi
         done <<<"${versions}"
     done
 }
 
-# --- main ------------------------------------------------------------------------------------------
-log "deploy: ${env} -> ${version} ($(IFS=,; echo "${apps[*]}"))"
-log "deploy: validating the configuration"
-compose "${env}" config --quiet || die "docker compose config failed for ${env}"
-if edge_running; then
-    edge_exec nginx -t -q || die "nginx -t fails on the running edge; fix the configuration before deploying"
-fi
-if ((pull)); then
-    for app in "${apps[@]}"; do
-        log "deploy: pulling $(image_of "${app}")"
-        docker pull --quiet "$(image_of "${app}")" >/dev/null || die "cannot pull $(image_of "${app}"); nothing was changed"
-    done
-else
-    for app in "${apps[@]}"; do
-        docker image inspect "$(image_of "${app}")" >/dev/null 2>&1 ||
-            die "$(image_of "${app}") is not on this host (--no-pull); nothing was changed"
-    done
-fi
-
-record_history() { # record_history NOTE: the version is (at least partly) live
+# record_history NOTE: the version is (at least partly) live.
+record_history() {
     printf '%s %s %s backend=%s frontend=%s%s\n' "$(date -u +%FT%TZ)" "${env}" "${version}" \
         "$(state_get "${env}" BACKEND_ACTIVE)" "$(state_get "${env}" FRONTEND_ACTIVE)" "$1" >>"${state}/history"
     printf '%s\n' "${version}" >"${state}/current"
 }
 
-# On any exit: never leave a half-started or half-stopped colour behind, and record what went live.
+# export_metrics STATUS: the deploy metrics of the environment (lib/metrics.sh): this run's
+# outcome, the previous run's other timestamp, and the version and colour each app serves.
+export_metrics() {
+    local now app colour tag success failure
+    local -a samples=()
+    now="$(date +%s)"
+    success="$(metrics_value deploy "${env}" petory_deploy_last_success_timestamp_seconds)"
+    failure="$(metrics_value deploy "${env}" petory_deploy_last_failure_timestamp_seconds)"
+    if (($1 == 0)); then success="${now}"; else failure="${now}"; fi
+    [[ -z "${success}" ]] || samples+=("$(metric petory_deploy_last_success_timestamp_seconds "${success}" env="${env}")")
+    [[ -z "${failure}" ]] || samples+=("$(metric petory_deploy_last_failure_timestamp_seconds "${failure}" env="${env}")")
+    for app in backend frontend; do
+        colour="$(state_get "${env}" "${app^^}_ACTIVE")"
+        tag="$(state_get "${env}" "${app^^}_${colour^^}_TAG")"
+        [[ -z "${tag}" ]] || samples+=("$(metric petory_deploy_version_info 1 env="${env}" app="${app}" version="${tag}" colour="${colour}")")
+    done
+    metrics_write deploy "${env}" "${samples[@]}"
+}
+
+# finish: on any exit, never leave a half-started or half-stopped colour behind, record what went
+# live, and export the outcome.
 finish() {
+    local status=$?
     if [[ -n "${pending_service}" ]]; then
         log "deploy: interrupted: removing ${pending_service}, which never received traffic"
-        COMPOSE_PROFILES="$(active_profiles "${env}"),${pending_service}" compose "${env}" rm -s -f "${pending_service}" >/dev/null 2>&1 || true
+        compose_with "${pending_service}" rm -s -f "${pending_service}" >/dev/null 2>&1 || true
     fi
     if [[ -n "${draining_service}" ]]; then
         log "deploy: interrupted: stopping ${draining_service}, which no longer receives traffic"
-        COMPOSE_PROFILES="$(active_profiles "${env}"),${draining_service}" compose "${env}" rm -s -f "${draining_service}" >/dev/null 2>&1 || true
+        compose_with "${draining_service}" rm -s -f "${draining_service}" >/dev/null 2>&1 || true
     fi
     if ((switched > 0)); then
         record_history " partial" # one app switched before a later step failed
     fi
+    export_metrics "${status}" || true
 }
-trap finish EXIT
-trap 'exit 130' INT TERM
 
-if edge_running; then
-    for app in "${apps[@]}"; do deploy_app "${app}"; done
-else
-    first_deploy
-fi
-if ((switched > 0)); then
-    record_history ""
-    switched=0
-fi
-prune_images
-log "deploy: done: ${env} runs ${version}"
+main() {
+    parse_args 2 2 "$@"
+    env="${POSITIONAL[0]}"
+    version="${POSITIONAL[1]}"
+    require_env "${env}"
+    [[ "${version}" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'${version}' is not a valid image tag"
+    [[ "${version}" != latest ]] || die "refusing the mutable tag 'latest': deploy an immutable tag (sha-<commit> or a release)"
+    ensure_state "${env}"
+    state="$(state_dir "${env}")"
+    take_lock "${env}" "${wait_lock}" "deploy of ${version}" # one deploy per environment at a time
+    trap finish EXIT
+    trap 'exit 130' INT TERM
+
+    log "deploy: ${env} -> ${version} ($(IFS=,; echo "${apps[*]}"))"
+    preflight
+    if edge_running; then
+        for app in "${apps[@]}"; do deploy_app "${app}"; done
+    else
+        first_deploy
+    fi
+    if ((switched > 0)); then
+        record_history ""
+        switched=0
+    fi
+    prune_images
+    log "deploy: done: ${env} runs ${version}"
+}
+
+main "$@"

@@ -3,6 +3,9 @@
 # was down runs at the next boot), logged in the journal, and visible in `systemctl list-timers`.
 set -Eeuo pipefail
 
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
 usage() {
     cat <<USAGE
 Usage: scripts/install-backup-timer.sh <env> [--at "*-*-* 03:30:00"] [--retention-days N] [--print]
@@ -11,42 +14,40 @@ Installs and starts <project>-backup-<env>.timer (as root). --print shows the un
 USAGE
 }
 
-# shellcheck source=scripts/lib/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-
 at="*-*-* 03:30:00"
 retention_days=14
 print_only=0
-positional=()
-while (($#)); do
-    case "$1" in
-        -h | --help) usage; exit 0 ;;
-        --at) at="${2:?--at needs an OnCalendar expression}"; shift ;;
-        --retention-days) retention_days="${2:?--retention-days needs a number}"; shift ;;
-        --print) print_only=1 ;;
-        -*) usage >&2; die "unknown option $1" ;;
-        *) positional+=("$1") ;;
-    esac
-    shift
-done
-((${#positional[@]} == 1)) || { usage >&2; exit 2; }
-env="${positional[0]}"
-require_env "${env}"
-unit="$(basename "${REPO_ROOT}")-backup-${env}"
-owner="$(stat -c %U "${REPO_ROOT}/env/${env}.env")"
+OPTIONS=(--at= --retention-days= --print)
 
-service="[Unit]
-Description=Back up the ${env} database of ${REPO_ROOT}
+option() {
+    case "$1" in
+        --at) at="$2" ;; # checked with systemd-analyze where it is installed
+        --retention-days) require_number "$1" "$2"; retention_days="$2" ;;
+        --print) print_only=1 ;;
+    esac
+}
+
+# service_unit ENV: runs one backup, as the owner of the env file (who may read the secrets).
+service_unit() {
+    cat <<UNIT
+[Unit]
+Description=Back up the $1 database of ${DEPLOY_DIR}
 Wants=docker.service
 After=docker.service
 
 [Service]
 Type=oneshot
-User=${owner}
-WorkingDirectory=${REPO_ROOT}
-ExecStart=${REPO_ROOT}/scripts/backup-db.sh ${env} --retention-days ${retention_days}"
-timer="[Unit]
-Description=Daily backup of the ${env} database
+User=$(stat -c %U "${DEPLOY_DIR}/env/$1.env")
+WorkingDirectory=${DEPLOY_DIR}
+ExecStart=${DEPLOY_DIR}/scripts/backup-db.sh $1 --retention-days ${retention_days}
+UNIT
+}
+
+# timer_unit ENV: starts the service at --at, and at boot when that time was missed.
+timer_unit() {
+    cat <<UNIT
+[Unit]
+Description=Daily backup of the $1 database
 
 [Timer]
 OnCalendar=${at}
@@ -54,15 +55,29 @@ Persistent=true
 RandomizedDelaySec=10min
 
 [Install]
-WantedBy=timers.target"
+WantedBy=timers.target
+UNIT
+}
 
-if ((print_only)); then
-    printf '# %s.service\n%s\n\n# %s.timer\n%s\n' "${unit}" "${service}" "${unit}" "${timer}"
-    exit 0
-fi
-[[ "$(id -u)" -eq 0 ]] || die "run as root to install systemd units (or use --print)"
-printf '%s\n' "${service}" >"/etc/systemd/system/${unit}.service"
-printf '%s\n' "${timer}" >"/etc/systemd/system/${unit}.timer"
-systemctl daemon-reload
-systemctl enable --now "${unit}.timer"
-log "backup timer: ${unit}.timer enabled ($(systemctl show -p NextElapseUSecRealtime --value "${unit}.timer"))"
+main() {
+    local env unit
+    parse_args 1 1 "$@"
+    env="${POSITIONAL[0]}"
+    require_env "${env}"
+    if command -v systemd-analyze >/dev/null; then
+        systemd-analyze calendar "${at}" >/dev/null 2>&1 || usage_error "--at '${at}' is not a systemd calendar expression"
+    fi
+    unit="$(basename "$(dirname "${DEPLOY_DIR}")")-backup-${env}" # named after the repository checkout
+    if ((print_only)); then
+        printf '# %s.service\n%s\n\n# %s.timer\n%s\n' "${unit}" "$(service_unit "${env}")" "${unit}" "$(timer_unit "${env}")"
+        return
+    fi
+    [[ "$(id -u)" -eq 0 ]] || die "run as root to install systemd units (or use --print)"
+    service_unit "${env}" >"/etc/systemd/system/${unit}.service"
+    timer_unit "${env}" >"/etc/systemd/system/${unit}.timer"
+    systemctl daemon-reload
+    systemctl enable --now "${unit}.timer"
+    log "backup timer: ${unit}.timer enabled ($(systemctl show -p NextElapseUSecRealtime --value "${unit}.timer"))"
+}
+
+main "$@"

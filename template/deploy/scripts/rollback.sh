@@ -3,34 +3,47 @@
 # using only images already on this host: it works with the registry unreachable.
 set -Eeuo pipefail
 
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
 usage() {
     cat <<USAGE
 Usage: scripts/rollback.sh <env> [version] [--yes]
 
 Without a version, goes back to the version deployed before the current one (from
 .deploy/<env>/history). The images must still be on this host (deploy.sh keeps the last 5).
+The deploy metrics record the rollback like any deploy.
   --yes   do not ask for confirmation
 USAGE
 }
 
-# shellcheck source=scripts/lib/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+OPTIONS=(--yes)
+option() {
+    case "$1" in
+        --yes) ASSUME_YES=1 ;;
+    esac
+}
 
-parse_confirmable_args 1 2 "$@"
-env="${POSITIONAL[0]}"
-require_env "${env}"
-history="$(state_dir "${env}")/history"
-[[ -s "${history}" ]] || die "no deploy history for ${env} (${history}); nothing to roll back to"
-current="$(cat "$(state_dir "${env}")/current" 2>/dev/null || true)"
+# previous_version HISTORY CURRENT: the newest version in the history that differs from CURRENT.
+previous_version() {
+    awk '{print $3}' "$1" | tac | awk -v cur="$2" '$0 != cur && !seen[$0]++' | head -n 1
+}
 
-target="${POSITIONAL[1]:-}"
-if [[ -z "${target}" ]]; then
-    # The newest version in the history that differs from the current one.
-    target="$(awk '{print $3}' "${history}" | tac | awk -v cur="${current}" '$0 != cur && !seen[$0]++' | head -n 1)"
+main() {
+    local env history current target
+    parse_args 1 2 "$@"
+    env="${POSITIONAL[0]}"
+    require_env "${env}"
+    history="$(state_dir "${env}")/history"
+    [[ -s "${history}" ]] || die "no deploy history for ${env} (${history}); nothing to roll back to"
+    current="$(cat "$(state_dir "${env}")/current" 2>/dev/null || true)"
+    target="${POSITIONAL[1]:-$(previous_version "${history}" "${current}")}"
     [[ -n "${target}" ]] || die "the history of ${env} holds no version other than ${current}"
-fi
-[[ "${target}" != "${current}" ]] || die "${env} already runs ${target}"
+    [[ "${target}" != "${current}" ]] || die "${env} already runs ${target}"
 
-confirm "Roll ${env} back from ${current:-unknown} to ${target}?" || die "cancelled"
-log "rollback: ${env}: ${current:-unknown} -> ${target} (no pull)"
-exec "${REPO_ROOT}/scripts/deploy.sh" "${env}" "${target}" --no-pull
+    confirm "Roll ${env} back from ${current:-unknown} to ${target}?" || die "cancelled"
+    log "rollback: ${env}: ${current:-unknown} -> ${target} (no pull)"
+    exec "${DEPLOY_DIR}/scripts/deploy.sh" "${env}" "${target}" --no-pull
+}
+
+main "$@"

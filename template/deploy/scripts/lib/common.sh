@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Shared helpers for the scripts in scripts/: logging, failing with a reason, the Compose call,
-# and the deploy state of each environment (.deploy/<env>/, gitignored, owned by these scripts).
-# Source it; it defines functions only.
+# Shared helpers for the scripts in scripts/: logging, failing with a reason, the option parser,
+# the Compose call, and the deploy state of each environment (.deploy/<env>/, gitignored, owned
+# by these scripts). Source it; it defines functions only.
 
-# shellcheck disable=SC2034 # REPO_ROOT and ENVIRONMENTS are used by the scripts that source this file
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck disable=SC2034 # DEPLOY_DIR and ENVIRONMENTS are used by the scripts that source this file
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)" # the folder that holds compose.yaml
 ENVIRONMENTS=(dev staging prod)
-COLOURS=(blue green)
 
 log() { printf '%s %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }
 die() {
@@ -14,22 +13,124 @@ die() {
     exit 1
 }
 
-# require_env NAME: NAME is a generated environment with its env file present.
-require_env() {
-    local env="${1:-}"
-    [[ -n "${env}" ]] || die "no environment given; use one of: ${ENVIRONMENTS[*]}"
-    [[ -f "${REPO_ROOT}/compose.${env}.yaml" ]] || die "unknown environment '${env}': compose.${env}.yaml does not exist"
-    [[ -f "${REPO_ROOT}/env/${env}.env" ]] || die "env/${env}.env is missing: copy it from the secure store, or run make env-sync ENV=${env}"
+# usage_error MESSAGE: a mistake in the command line (exit 2, as getopt does); nothing was done.
+usage_error() {
+    log "ERROR: $*; see scripts/${0##*/} --help"
+    exit 2
 }
 
-state_dir() { printf '%s/.deploy/%s' "${REPO_ROOT}" "$1"; }
+# parse_args MIN MAX ARGS...: the option loop every script shares. -h/--help prints the script's
+# usage; any other option must be listed in the script's OPTIONS array ("--name" for a flag,
+# "--name=" for one that takes a value, given as `--name VALUE` or `--name=VALUE`) and is handed
+# to the script's `option NAME [VALUE]` function, a `case` that sets its variables. The other
+# words go to POSITIONAL, MIN to MAX of them; MAX "rest" stops at the MIN-th word and passes all
+# later words on as they are (compose.sh hands them to docker compose). `--` ends the options.
+parse_args() {
+    # Locals start with "_": bash scopes variables dynamically, and the script's option() must not
+    # assign parse_args' own by accident.
+    local _min="$1" _max="$2" _name _value _known
+    shift 2
+    _known=" ${OPTIONS[*]-} "
+    POSITIONAL=()
+    while (($#)); do
+        if [[ "${_max}" == rest ]] && ((${#POSITIONAL[@]} == _min)); then
+            POSITIONAL+=("$@")
+            break
+        fi
+        case "$1" in
+            -h | --help) usage; exit 0 ;;
+            --) shift; POSITIONAL+=("$@"); break ;;
+            -?*)
+                _name="${1%%=*}"
+                if [[ "${_known}" == *" ${_name}= "* ]]; then
+                    if [[ "$1" == *=* ]]; then
+                        _value="${1#*=}"
+                    else
+                        (($# >= 2)) || usage_error "${_name} needs a value"
+                        _value="$2"
+                        shift
+                    fi
+                    [[ -n "${_value}" ]] || usage_error "${_name} needs a value"
+                    option "${_name}" "${_value}"
+                elif [[ "${_known}" == *" ${_name} "* && "$1" != *=* ]]; then
+                    option "${_name}"
+                else
+                    usage_error "unknown option $1"
+                fi
+                ;;
+            *) POSITIONAL+=("$1") ;;
+        esac
+        shift
+    done
+    [[ "${_max}" == rest ]] && _max="${#POSITIONAL[@]}"
+    if ((${#POSITIONAL[@]} < _min || ${#POSITIONAL[@]} > _max)); then
+        usage >&2
+        exit 2
+    fi
+}
+
+# require_number OPTION VALUE [MIN]: VALUE is a whole number (at least MIN), else a usage error.
+require_number() {
+    [[ "$2" =~ ^[0-9]+$ ]] || usage_error "$1 takes a whole number, not '$2'"
+    (($2 >= ${3:-0})) || usage_error "$1 must be at least ${3:-0}"
+}
+
+# require_known_env NAME: NAME is an environment of this repository (its compose file exists).
+require_known_env() {
+    local env="${1:-}"
+    [[ -n "${env}" ]] || die "no environment given; use one of: ${ENVIRONMENTS[*]}"
+    [[ -f "${DEPLOY_DIR}/compose.${env}.yaml" ]] || die "unknown environment '${env}': compose.${env}.yaml does not exist"
+}
+
+# require_env NAME: NAME is a generated environment with its env file present.
+require_env() {
+    require_known_env "${1:-}"
+    [[ -f "${DEPLOY_DIR}/env/$1.env" ]] || die "env/$1.env is missing: copy it from the secure store, or run make env-sync ENV=$1"
+}
+
+# env_file_value ENV KEY: KEY's value in env/<env>.env, as written (no quote removal; empty when unset).
+env_file_value() {
+    sed -n "s/^$2=//p" "${DEPLOY_DIR}/env/$1.env" | tail -n 1
+}
+
+state_dir() { printf '%s/.deploy/%s' "${DEPLOY_DIR}" "$1"; }
+
+other_colour() { [[ "$1" == blue ]] && echo green || echo blue; }
+
+# edge_state BACKEND_COLOUR FRONTEND_COLOUR: the edge's blue-green state (nginx maps); the preview
+# server sends its requests to the idle colours. The one definition of the active.conf format:
+# nginx/initial-state/active.conf is `edge_state blue blue`.
+edge_state() {
+    cat <<MAPS
+# Active and preview colours of the apps. Written by scripts/deploy.sh (also for rollback.sh) to
+# .deploy/<env>/edge/active.conf, mounted at /etc/nginx-state/; do not edit by hand. The copy in
+# nginx/initial-state/ is the state before the first deploy, which validate.py tests with nginx -t.
+# A map with an empty source always yields its default: nginx's only way to set a variable at
+# http level (https://nginx.org/en/docs/http/ngx_http_map_module.html).
+map "" \$backend_upstream { default backend_$1; }
+map "" \$frontend_upstream { default frontend_$2; }
+map "" \$backend_preview_upstream { default backend_$(other_colour "$1"); }
+map "" \$frontend_preview_upstream { default frontend_$(other_colour "$2"); }
+MAPS
+}
+
+# write_edge_state ENV BACKEND_COLOUR FRONTEND_COLOUR: replace .deploy/<env>/edge/active.conf
+# atomically. The new inode in the mounted directory is what nginx reads at its next reload.
+write_edge_state() {
+    local dir tmp
+    dir="$(state_dir "$1")/edge"
+    tmp="$(mktemp "${dir}/.active.XXXXXX")"
+    edge_state "$2" "$3" >"${tmp}"
+    chmod 644 "${tmp}" # the edge runs as uid 101
+    mv "${tmp}" "${dir}/active.conf"
+}
 
 # ensure_state ENV: create the deploy state on first use (blue active, nothing deployed yet).
 ensure_state() {
     local dir
     dir="$(state_dir "$1")"
     mkdir -p "${dir}/edge"
-    [[ -f "${dir}/edge/active.conf" ]] || cp "${REPO_ROOT}/nginx/initial-state/active.conf" "${dir}/edge/active.conf"
+    [[ -f "${dir}/edge/active.conf" ]] || write_edge_state "$1" blue blue
     if [[ ! -f "${dir}/colours.env" ]]; then
         cat >"${dir}/colours.env" <<STATE
 # Deploy state of $1, written by scripts/deploy.sh: the active colour of each app and the image
@@ -59,8 +160,6 @@ state_set() {
     mv "${tmp}" "${file}"
 }
 
-other_colour() { [[ "$1" == blue ]] && echo green || echo blue; }
-
 # active_profiles ENV: the Compose profiles of the colours that serve traffic.
 active_profiles() {
     printf 'backend-%s,frontend-%s' "$(state_get "$1" BACKEND_ACTIVE)" "$(state_get "$1" FRONTEND_ACTIVE)"
@@ -73,28 +172,9 @@ compose() {
     shift
     ensure_state "${env}"
     COMPOSE_PROFILES="${COMPOSE_PROFILES:-$(active_profiles "${env}")}" \
-        docker compose --project-directory "${REPO_ROOT}" \
-        --env-file "${REPO_ROOT}/env/${env}.env" --env-file "$(state_dir "${env}")/colours.env" \
-        -f "${REPO_ROOT}/compose.yaml" -f "${REPO_ROOT}/compose.${env}.yaml" "$@"
-}
-
-# parse_confirmable_args MIN MAX ARGS...: the options of a script that asks before acting: -h/--help
-# (calls the script's usage), --yes (no confirmation); sets POSITIONAL to the other arguments,
-# of which there must be MIN to MAX.
-parse_confirmable_args() {
-    local min="$1" max="$2"
-    shift 2
-    POSITIONAL=()
-    while (($#)); do
-        case "$1" in
-            -h | --help) usage; exit 0 ;;
-            --yes) export ASSUME_YES=1 ;;
-            -*) usage >&2; die "unknown option $1" ;;
-            *) POSITIONAL+=("$1") ;;
-        esac
-        shift
-    done
-    ((${#POSITIONAL[@]} >= min && ${#POSITIONAL[@]} <= max)) || { usage >&2; exit 2; }
+        docker compose --project-directory "${DEPLOY_DIR}" \
+        --env-file "${DEPLOY_DIR}/env/${env}.env" --env-file "$(state_dir "${env}")/colours.env" \
+        -f "${DEPLOY_DIR}/compose.yaml" -f "${DEPLOY_DIR}/compose.${env}.yaml" "$@"
 }
 
 # take_lock ENV WAIT_SECONDS WHAT: one deploy, restore or upgrade per environment at a time. The

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs a deploy, or a rollback, on a server over SSH: the server's checkout of this repository
+# moves to the commit being deployed, so its deployment files match the images, then
+# deploy/scripts/deploy.sh pulls the images and switches blue/green with health checks (it
+# rolls back by itself when they fail). --rollback runs deploy/scripts/rollback.sh instead,
+# after a smoke check from the outside failed.
+set -Eeuo pipefail
+
+usage() {
+    cat <<USAGE
+Usage: deploy/scripts/ci/remote-deploy.sh SSH_CONFIG DIR ENV COMMIT VERSION
+       deploy/scripts/ci/remote-deploy.sh --rollback SSH_CONFIG DIR ENV
+
+  SSH_CONFIG   the file deploy/scripts/ci/ssh-setup.sh wrote (host alias deploy-target)
+  DIR          the repository's checkout on the server
+  ENV          staging or prod
+  COMMIT       full commit id the server checks out
+  VERSION      image tag to deploy, e.g. sha-0123abc or v1.2.3
+USAGE
+}
+
+# shellcheck source=scripts/ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# on_server SSH_CONFIG COMMAND: the command is one string, quoted here for the server's shell.
+on_server() {
+    # shellcheck disable=SC2029 # expanded on this side on purpose; every value is checked or quoted
+    ssh -F "$1" deploy-target "$2"
+}
+
+deploy() {
+    local config="$1" dir="$2" env="$3" commit="$4" version="$5"
+    [[ "${commit}" =~ ^[0-9a-f]{40}$ ]] || fail "Bad commit" "unexpected commit id '${commit}'"
+    [[ "${version}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || fail "Bad version" "unexpected image tag '${version}'"
+    echo "Deploying ${version} (commit ${commit::7}) to ${env} in ${dir}"
+    on_server "${config}" "cd $(printf '%q' "${dir}") && git fetch --quiet --tags --force && git checkout --quiet ${commit} && deploy/scripts/deploy.sh ${env} ${version}"
+}
+
+rollback() {
+    local config="$1" dir="$2" env="$3"
+    annotate warning "Rolled back" "the smoke check of ${env} failed; running deploy/scripts/rollback.sh"
+    on_server "${config}" "cd $(printf '%q' "${dir}") && deploy/scripts/rollback.sh ${env} --yes"
+}
+
+main() {
+    local action=deploy
+    case "${1:-}" in
+        -h | --help) usage; exit 0 ;;
+        --rollback) action=rollback; shift ;;
+        -*) usage_error "unknown option $1" ;;
+    esac
+    if [[ "${action}" == deploy ]]; then
+        (($# == 5)) || usage_error "SSH_CONFIG DIR ENV COMMIT VERSION expected"
+    else
+        (($# == 3)) || usage_error "SSH_CONFIG DIR ENV expected"
+    fi
+    [[ -f "$1" ]] || fail "No SSH configuration" "$1 does not exist; run deploy/scripts/ci/ssh-setup.sh first"
+    [[ "$3" =~ ^(staging|prod)$ ]] || fail "Bad environment" "unknown environment '$3'"
+    "${action}" "$@"
+}
+
+main "$@"
