@@ -175,7 +175,7 @@ def test_backup_timer_units_are_persistent_and_run_the_backup(deploy):
     assert proc.returncode == 0, proc.stderr
     assert "OnCalendar=*-*-* 04:00:00" in proc.stdout and "Persistent=true" in proc.stdout
     assert f"ExecStart={deploy}/scripts/backup-db.sh prod --retention-days 14" in proc.stdout
-    assert f"# {deploy.parent.name}-backup-prod.timer" in proc.stdout  # named after the checkout, not "deploy"
+    assert "# petory-prod-backup.timer" in proc.stdout  # the Compose project's name, not the checkout's folder
 
 
 # --- the edge's blue-green state -----------------------------------------------------------------

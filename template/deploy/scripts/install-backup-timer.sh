@@ -10,7 +10,7 @@ usage() {
     cat <<USAGE
 Usage: scripts/install-backup-timer.sh <env> [--at "*-*-* 03:30:00"] [--retention-days N] [--print]
 
-Installs and starts <project>-backup-<env>.timer (as root). --print shows the unit files only.
+Installs and starts <project>-<env>-backup.timer (as root). --print shows the unit files only.
 USAGE
 }
 
@@ -67,7 +67,10 @@ main() {
     if command -v systemd-analyze >/dev/null; then
         systemd-analyze calendar "${at}" >/dev/null 2>&1 || usage_error "--at '${at}' is not a systemd calendar expression"
     fi
-    unit="$(basename "$(dirname "${DEPLOY_DIR}")")-backup-${env}" # named after the repository checkout
+    # Named after the environment's Compose project (e.g. petory-prod), not the checkout's folder.
+    unit="$(env_file_value "${env}" COMPOSE_PROJECT_NAME)"
+    [[ -n "${unit}" ]] || die "env/${env}.env sets no COMPOSE_PROJECT_NAME, which names the units"
+    unit+="-backup"
     if ((print_only)); then
         printf '# %s.service\n%s\n\n# %s.timer\n%s\n' "${unit}" "$(service_unit "${env}")" "${unit}" "$(timer_unit "${env}")"
         return
