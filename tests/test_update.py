@@ -3,15 +3,17 @@
 A throwaway git repository of this template's working tree is tagged 1.0.0; two scripted
 releases follow (tests/update_helpers.py):
   1.1.0  template files only: API rate 20 -> 30 r/s, uploads 10m -> 20m, compose log rotation,
-         and nginx/sites/<env>/server.conf renamed to 10-site.conf with a `_migrations` entry
-         (hooks/migrations/rename_file.py) that carries the operator's edits to the new name;
-  1.2.0  a new secret in every env file, added through hooks/answers_rules.py env_entries.
-A project is copied at 1.0.0 and committed; clones of it get typical operator edits and are
-updated the way docs/UPGRADING.md says. Copier exits 0 even when it leaves conflicts, so every
-test checks unmerged paths, `.rej` files and conflict markers itself.
+         and deploy/nginx/sites/<env>/server.conf renamed to 10-site.conf with a `_migrations`
+         entry (hooks/migrations/rename_file.py) that carries the operator's edits to the new name;
+  1.2.0  a new secret in every env file, added through hooks/env_files.py env_entries.
+A project (the template copied at 1.0.0 into an application repository, layout app-repo: the
+generated files in deploy/, the application's own README, Makefile and CI beside them) is
+committed; clones of it get typical operator edits and are updated the way docs/UPGRADING.md
+says. Copier exits 0 even when it leaves conflicts, so every test checks unmerged paths, `.rej`
+files and conflict markers itself.
 
-Needs the validators that scripts/validate.py runs (yamllint, shellcheck, hadolint, nginx,
-check-jsonschema, docker compose): the test venv has them, and its bin/ is put on PATH.
+Needs the validators that deploy/scripts/validate.py --full runs (yamllint, shellcheck, hadolint,
+nginx, check-jsonschema, docker compose): the test venv has them, and its bin/ is put on PATH.
 Set PETORY_UPDATE_TEMPLATE_ROOT to run these tests against another checkout of the template.
 """
 
@@ -26,13 +28,19 @@ import pytest
 import yaml
 
 from update_helpers import (
+    APP_FILES,
+    DEPLOY,
+    DEPLOY_LAYOUT_RELEASE,
     ENVIRONMENTS,
     NEW_ENV_KEY,
     NEW_ENV_KEY_LENGTH,
     OPERATOR_LOCATION,
     RENAMED,
+    RENAMED_WORKFLOWS,
+    ROOT_LAYOUT_RELEASE,
     TEMPLATE_SOURCE,
     VENV_BIN,
+    build_layout_template_repo,
     build_template_repo,
     clone_project,
     conflict_markers,
@@ -40,9 +48,12 @@ from update_helpers import (
     copy_project,
     env_files,
     git,
+    in_deploy,
+    move_into_deploy,
     operator_edits,
     output,
     rejects,
+    root_layout_commit,
     run,
     tool_env,
     unmerged,
@@ -50,7 +61,8 @@ from update_helpers import (
     validate,
 )
 
-WORKFLOW = ".github/workflows/template-drift.yml"
+WORKFLOW = ".github/workflows/deploy-template-drift.yml"
+LIMITS = f"{DEPLOY}/nginx/conf.d/50-limits.conf"
 FULL_SHA_PIN = re.compile(r"^\s*(?:-\s*)?uses:\s*[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(?:\.\d+)*\s*$")
 
 
@@ -64,13 +76,13 @@ def template_repo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def base_project(template_repo, tmp_path_factory) -> Path:
     """Copied at 1.0.0 (the validation task ran), committed; env files untracked."""
-    return copy_project(template_repo, tmp_path_factory.mktemp("base") / "deploy", "1.0.0")
+    return copy_project(template_repo, tmp_path_factory.mktemp("base") / "petory", "1.0.0")
 
 
 @pytest.fixture(scope="module")
 def updated(base_project, tmp_path_factory) -> dict:
     """Operator edits committed, then `copier update --vcs-ref 1.1.0` (crosses the rename migration)."""
-    project = clone_project(base_project, tmp_path_factory.mktemp("updated") / "deploy")
+    project = clone_project(base_project, tmp_path_factory.mktemp("updated") / "petory")
     expected = operator_edits(project)
     secrets = env_files(project)
     head = git(project, "rev-parse", "HEAD").strip()
@@ -81,8 +93,8 @@ def updated(base_project, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def conflicted(base_project, tmp_path_factory) -> dict:
     """The operator raised the same rate limit line that 1.1.0 changes."""
-    project = clone_project(base_project, tmp_path_factory.mktemp("conflicted") / "deploy")
-    limits = project / "nginx/conf.d/50-limits.conf"
+    project = clone_project(base_project, tmp_path_factory.mktemp("conflicted") / "petory")
+    limits = project / LIMITS
     text = limits.read_text()
     assert "zone=api:10m rate=20r/s" in text
     limits.write_text(text.replace("zone=api:10m rate=20r/s", "zone=api:10m rate=50r/s"))
@@ -109,18 +121,25 @@ def test_operator_edits_are_kept(updated):
     assert not (project / old_site).exists(), "1.1.0 renamed the site file; the old name must be gone"
     assert expected["location"] in (project / new_site).read_text(), \
         f"the operator's nginx location did not follow {old_site} to {new_site}"
-    assert expected["limit"] in (project / "compose.yaml").read_text(), "changed resource limit lost"
-    assert expected["service"] in (project / "compose.prod.yaml").read_text(), "extra compose service lost"
-    assert (project / "env/prod.env").read_text().endswith(expected["env"]), "extra env variable lost"
+    assert expected["limit"] in (project / DEPLOY / "compose.yaml").read_text(), "changed resource limit lost"
+    assert expected["service"] in (project / DEPLOY / "compose.prod.yaml").read_text(), "extra compose service lost"
+    assert (project / DEPLOY / "env/prod.env").read_text().endswith(expected["env"]), "extra env variable lost"
+
+
+def test_application_files_are_untouched(updated):
+    """The application repository's own README, Makefile, .gitignore and CI survive the update."""
+    project = updated["project"]
+    changed = [name for name, text in APP_FILES.items() if (project / name).read_text() != text]
+    assert changed == [], f"copier update changed the application's files: {changed}"
 
 
 def test_template_changes_are_applied(updated):
     project = updated["project"]
-    assert "zone=api:10m rate=30r/s" in (project / "nginx/conf.d/50-limits.conf").read_text()
-    assert 'max-file: "10"' in (project / "compose.yaml").read_text()
+    assert "zone=api:10m rate=30r/s" in (project / LIMITS).read_text()
+    assert 'max-file: "10"' in (project / DEPLOY / "compose.yaml").read_text()
     for env in ENVIRONMENTS:
         old, new = RENAMED[env]
-        if (project / f"compose.{env}.yaml").exists():
+        if (project / DEPLOY / f"compose.{env}.yaml").exists():
             assert not (project / old).exists()
             assert "client_max_body_size 20m;" in (project / new).read_text(), f"{new} lacks 1.1.0's change"
 
@@ -133,18 +152,19 @@ def test_rename_migration_ran_and_merged(updated):
 
 def test_secrets_are_unchanged(updated):
     assert env_files(updated["project"]) == updated["secrets"]
-    for path in (updated["project"] / "env").glob("*.env"):
+    for path in (updated["project"] / DEPLOY / "env").glob("*.env"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path} lost mode 0600"
 
 
 def test_validation_passes_after_update(updated):
-    proc = validate(updated["project"])
+    """Every linter passes on the merged result (the operator's edits on top of 1.1.0)."""
+    proc = validate(updated["project"], "--full")
     assert proc.returncode == 0, output(proc)
 
 
 def test_rename_migration_is_idempotent(updated, template_repo, tmp_path):
     """Run again on the updated tree: nothing changes; after the commit (already renamed): no-op."""
-    project = clone_project(updated["project"], tmp_path / "deploy")
+    project = clone_project(updated["project"], tmp_path / "petory")
     script = template_repo / "hooks/migrations/rename_file.py"
     args = [sys.executable, str(script)]
     for old, new in RENAMED.values():
@@ -171,7 +191,7 @@ def test_rename_migration_is_idempotent(updated, template_repo, tmp_path):
 def test_rename_migration_surfaces_a_conflict(base_project, updated, template_repo, tmp_path):
     """The operator changed the very line 1.1.0 changes in the renamed file: inline markers, unmerged."""
     old, new = RENAMED["prod"]
-    project = clone_project(base_project, tmp_path / "deploy")
+    project = clone_project(base_project, tmp_path / "petory")
     site = project / old
     site.write_text(site.read_text().replace("client_max_body_size 10m;", "client_max_body_size 50m;"))
     git(project, "commit", "-q", "-am", "Operator: 50m uploads")
@@ -187,8 +207,8 @@ def test_rename_migration_surfaces_a_conflict(base_project, updated, template_re
     assert "<<<<<<< before updating" in text and "client_max_body_size 50m;" in text
     assert "client_max_body_size 20m;" in text and ">>>>>>> after updating" in text
     proc = validate(project)
-    assert proc.returncode != 0 and f"{new}:" in proc.stdout and "unresolved merge conflict marker" in proc.stdout, \
-        output(proc)
+    assert proc.returncode != 0 and f"{in_deploy(new)}:" in proc.stdout, output(proc)
+    assert "unresolved merge conflict marker" in proc.stdout, output(proc)
 
 
 # --------------------------------------------------------------------------- 1.0.0 -> 1.1.0, conflict
@@ -196,26 +216,26 @@ def test_rename_migration_surfaces_a_conflict(base_project, updated, template_re
 def test_conflicting_edit_is_surfaced_inline(conflicted):
     project, proc = conflicted["project"], conflicted["proc"]
     assert proc.returncode == 0, f"copier exits 0 even with conflicts; here it failed:\n{output(proc)}"
-    assert unmerged(project) == ["nginx/conf.d/50-limits.conf"], output(proc)
+    assert unmerged(project) == [LIMITS], output(proc)
     assert rejects(project) == []
-    text = (project / "nginx/conf.d/50-limits.conf").read_text()
+    text = (project / LIMITS).read_text()
     assert "<<<<<<< before updating" in text and ">>>>>>> after updating" in text
     assert "rate=50r/s" in text and "rate=30r/s" in text, "both sides of the conflict must be shown"
 
 
 def test_validation_names_the_conflicted_file(conflicted):
     project = conflicted["project"]
-    line = next(n for n, text in enumerate((project / "nginx/conf.d/50-limits.conf").read_text().splitlines(), 1)
+    line = next(n for n, text in enumerate((project / LIMITS).read_text().splitlines(), 1)
                 if text.startswith("<<<<<<<"))
     proc = validate(project)
     assert proc.returncode != 0, output(proc)
-    assert f"nginx/conf.d/50-limits.conf:{line}: unresolved merge conflict marker" in proc.stdout, output(proc)
+    assert f"{in_deploy(LIMITS)}:{line}: unresolved merge conflict marker" in proc.stdout, output(proc)
 
 
 # --------------------------------------------------------------------------- 1.0.0 -> 1.2.0, new env key
 
 def test_new_env_key_is_reported_then_synced(base_project, tmp_path):
-    project = clone_project(base_project, tmp_path / "deploy")
+    project = clone_project(base_project, tmp_path / "petory")
     expected = operator_edits(project)
     secrets = env_files(project)
     proc = update(project, "1.2.0")
@@ -224,8 +244,8 @@ def test_new_env_key_is_reported_then_synced(base_project, tmp_path):
         "rendering the new version and before re-applying the operator's edits (the working tree shows "
         f"the template's files and .copier-answers.yml already says 1.2.0):\n{output(proc)}")
     assert unmerged(project) == [] and rejects(project) == [], output(proc)
-    assert f"{NEW_ENV_KEY}=<generated:{NEW_ENV_KEY_LENGTH}>" in (project / "env/.env.example").read_text(), (
-        "1.2.0 added the key in hooks/answers_rules.py, but env/.env.example was rendered without it: the update "
+    assert f"{NEW_ENV_KEY}=<generated:{NEW_ENV_KEY_LENGTH}>" in (project / DEPLOY / "env/.env.example").read_text(), (
+        "1.2.0 added the key in hooks/env_files.py, but deploy/env/.env.example was rendered without it: the update "
         "rendered 1.2.0 with 1.0.0's hooks modules (imported by hooks/extensions.py and cached in sys.modules "
         "by the render of the old version in the same process)")
     assert env_files(project) == secrets, "copier update changed an env file"
@@ -234,19 +254,20 @@ def test_new_env_key_is_reported_then_synced(base_project, tmp_path):
     proc = validate(project)
     assert proc.returncode != 0, f"validation must fail while env files lack {NEW_ENV_KEY}:\n{output(proc)}"
     for env in secrets:
-        assert re.search(rf"env/{env}\.env:\d+: lacks {NEW_ENV_KEY}\b.*make env-sync ENV={env}", proc.stdout), \
+        assert re.search(rf"env/{env}\.env:\d+: lacks {NEW_ENV_KEY}\b.*make (-C {DEPLOY} )?env-sync ENV={env}",
+                         proc.stdout), \
             f"validate must name env/{env}.env, {NEW_ENV_KEY} and `make env-sync ENV={env}`:\n{proc.stdout}"
 
     for env in secrets:
-        run(["make", "-s", "env-sync", f"ENV={env}", f"PYTHON={sys.executable}"], project)
+        run(["make", "-s", "-C", DEPLOY, "env-sync", f"ENV={env}", f"PYTHON={sys.executable}"], project)
     after = env_files(project)
     for env, old in secrets.items():
-        assert after[env].startswith(old), f"env/{env}.env: existing lines (secrets) changed by env-sync"
+        assert after[env].startswith(old), f"deploy/env/{env}.env: existing lines (secrets) changed by env-sync"
         added = dict(line.split("=", 1) for line in after[env][len(old):].decode().splitlines()
                      if "=" in line and not line.startswith("#"))
         assert list(added) == [NEW_ENV_KEY], added
         assert re.fullmatch(rf"[A-Za-z0-9]{{{NEW_ENV_KEY_LENGTH}}}", added[NEW_ENV_KEY]), "not a generated secret"
-        assert stat.S_IMODE((project / f"env/{env}.env").stat().st_mode) == 0o600
+        assert stat.S_IMODE((project / DEPLOY / f"env/{env}.env").stat().st_mode) == 0o600
     new_values = {re.search(rf"^{NEW_ENV_KEY}=(.*)$", content.decode(), re.MULTILINE).group(1) for content in after.values()}
     assert len(new_values) == len(after), "each environment needs its own secret"
 
@@ -257,7 +278,7 @@ def test_new_env_key_is_reported_then_synced(base_project, tmp_path):
 # --------------------------------------------------------------------------- idempotency
 
 def test_update_to_current_version_changes_nothing(base_project, tmp_path):
-    project = clone_project(base_project, tmp_path / "deploy")
+    project = clone_project(base_project, tmp_path / "petory")
     secrets = env_files(project)
     proc = copier(project, "update", "--trust", "--defaults", "--conflict", "inline", "--vcs-ref=:current:")
     assert proc.returncode == 0, output(proc)
@@ -271,11 +292,80 @@ def test_tasks_leave_tracked_files_unchanged(base_project, template_repo, tmp_pa
     proc = copier(tmp_path, "copy", "--trust", "--defaults", "--skip-tasks", "--vcs-ref", "1.0.0",
                   str(template_repo), str(plain))
     assert proc.returncode == 0, output(proc)
-    tracked = git(base_project, "ls-files", "-z").split("\0")
-    changed = [path for path in filter(None, tracked)
+    tracked = [path for path in git(base_project, "ls-files", "-z").split("\0") if path and path not in APP_FILES]
+    changed = [path for path in tracked
                if not (plain / path).is_file() or (plain / path).read_bytes() != (base_project / path).read_bytes()
                or (plain / path).stat().st_mode != (base_project / path).stat().st_mode]
     assert changed == [], f"a Copier task changed tracked files: {changed}"
+
+
+# --------------------------------------------------------------------------- 0.1.0 (root) -> 0.2.0 (deploy/)
+
+@pytest.fixture(scope="module")
+def layout_move(tmp_path_factory) -> dict:
+    """A 0.1.0 repository (files at the root) with operator edits, moved into deploy/ by the
+    procedure of docs/UPGRADING.md: secrets aside, `copier update`, secrets back, rename_file.py --into."""
+    commit = root_layout_commit()
+    if commit is None:
+        pytest.skip(f"this checkout has neither a {ROOT_LAYOUT_RELEASE} tag nor a 'Release {ROOT_LAYOUT_RELEASE}' commit")
+    work = tmp_path_factory.mktemp("layout")
+    template = build_layout_template_repo(work / "template-origin", commit)
+    project = copy_project(template, work / "petory", ROOT_LAYOUT_RELEASE, app=False)
+    expected = operator_edits(project, ".")
+    secrets = {path.name: path.read_bytes() for path in (project / "env").glob("*.env")}
+    assert secrets, "0.1.0 generated no env files?"
+    return {"project": project, "expected": expected, "secrets": secrets,
+            **move_into_deploy(project, str(template), work)}
+
+
+def test_layout_move_merges_edits_without_conflicts(layout_move):
+    project, update_proc, rename_proc = layout_move["project"], layout_move["update"], layout_move["rename"]
+    assert update_proc.returncode == 0, output(update_proc)
+    assert rename_proc.returncode == 0, output(rename_proc)
+    assert unmerged(project) == [] and rejects(project) == [] and conflict_markers(project) == [], \
+        output(update_proc) + output(rename_proc)
+    expected = layout_move["expected"]
+    assert expected["location"] in (project / DEPLOY / "nginx/sites/prod/server.conf").read_text()
+    assert expected["limit"] in (project / DEPLOY / "compose.yaml").read_text()
+    assert expected["service"] in (project / DEPLOY / "compose.prod.yaml").read_text()
+    log = rename_proc.stderr
+    for path in ("nginx/sites/prod/server.conf", "compose.yaml", "compose.prod.yaml"):
+        assert f"your edits of {path} were merged into {DEPLOY}/{path}" in log, log
+    for old, new in RENAMED_WORKFLOWS:
+        assert f"{old} had no local edits: {new} is the new version's file" in log, log
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == DEPLOY_LAYOUT_RELEASE
+
+
+def test_layout_move_keeps_the_secrets(layout_move):
+    project = layout_move["project"]
+    for name, content in layout_move["secrets"].items():
+        path = project / DEPLOY / "env" / name
+        assert path.read_bytes() == content, f"{path} is not the operator's env file"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert layout_move["expected"]["env"] in (project / DEPLOY / "env/prod.env").read_text()
+
+
+def test_layout_move_leaves_nothing_at_the_root(layout_move):
+    project = layout_move["project"]
+    assert sorted(p.name for p in project.iterdir()) == [".copier-answers.yml", ".git", ".github", DEPLOY]
+    workflows = {p.name for p in (project / ".github/workflows").iterdir()}
+    assert {Path(new).name for _, new in RENAMED_WORKFLOWS} <= workflows, workflows
+    assert all(name.startswith("deploy-") for name in workflows), f"a 0.1.0 workflow is left: {workflows}"
+
+
+def test_layout_move_validates_and_commits(layout_move):
+    """The procedure's last steps: env-sync (keys 0.2.0 added, if any), validate, commit."""
+    project = layout_move["project"]
+    for name in layout_move["secrets"]:
+        run(["make", "-s", "-C", DEPLOY, "env-sync", f"ENV={Path(name).stem}", f"PYTHON={sys.executable}"], project)
+    proc = validate(project)
+    assert proc.returncode == 0, output(proc)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", f"Template {DEPLOY_LAYOUT_RELEASE}: the deployment files move into deploy/")
+    assert git(project, "status", "--porcelain") == ""
+    tracked_env = git(project, "ls-files", f"{DEPLOY}/env").split()
+    assert tracked_env == [f"{DEPLOY}/env/.env.example"], f"secrets must stay untracked: {tracked_env}"
 
 
 # --------------------------------------------------------------------------- template-drift workflow
@@ -290,7 +380,7 @@ def workflow(base_project) -> dict:
 def test_workflow_passes_schema_and_yamllint(workflow, base_project):
     run([str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow["path"])],
         base_project)
-    run([str(VENV_BIN / "yamllint"), "-s", "-c", ".yamllint.yaml", WORKFLOW], base_project)
+    run([str(VENV_BIN / "yamllint"), "-s", "-c", f"{DEPLOY}/.yamllint.yaml", WORKFLOW], base_project)
 
 
 def test_workflow_is_weekly_least_privilege_and_pinned(workflow):

@@ -13,17 +13,22 @@ What it does (stage `after`, in the generated repository, once per `--rename OLD
 and writes the three-way merge of the operator's changes (A -> U) into B at `new`. A clean
 merge keeps both; overlapping changes get the same inline markers as Copier's own conflicts
 (`<<<<<<< before updating` ... `>>>>>>> after updating`) and `new` is marked unmerged in the
-index, so `git diff --name-only --diff-filter=U` and `make validate` report it.
+index, so `git diff --name-only --diff-filter=U` and `make -C deploy validate` report it.
+
+`--into DIR` pairs every file the previous version generated at PATH with DIR/PATH, for a
+release that moves the generated files into a folder (0.2.0 moved them into deploy/). Files the
+new version writes at their old path (.copier-answers.yml, .github/dependabot.yml) are left to
+Copier, and an edited file that the new version no longer generates is named, not restored.
 
 Safe to run again and when there is nothing to do: it changes nothing when `old` was not
 committed (already renamed, or never generated), when the operator never edited `old`, when
 `new` already holds the merge, or when `new` still has unresolved conflict markers.
 
-copier.yml:
+copier.yml (paths as generated, relative to the repository root):
   _migrations:
     - version: "1.1.0"
       command: ["{{ _copier_python }}", "{{ _copier_conf.src_path }}/hooks/migrations/rename_file.py",
-                --rename, nginx/sites/prod/server.conf, nginx/sites/prod/10-site.conf]
+                --rename, deploy/nginx/sites/prod/server.conf, deploy/nginx/sites/prod/10-site.conf]
 """
 
 from __future__ import annotations
@@ -136,15 +141,33 @@ def migrate(old: str, new: str, previous: dict[str, bytes | None]) -> str:
     if conflicts:
         mark_unmerged(new, base, ours, current)
         return (f"your edits of {old} were merged into {new} with {conflicts} conflict(s): resolve the "
-                f"'<<<<<<< {LABELS[0]}' blocks, then `git add {new}` and run `make validate`")
+                f"'<<<<<<< {LABELS[0]}' blocks, then `git add {new}` and run `make -C deploy validate`")
     return f"your edits of {old} were merged into {new}"
+
+
+def moved_into(folder: str, rendered: list[str], previous: dict[str, bytes | None]) -> list[tuple[str, str]]:
+    """The `--into` pairs: committed files of the previous render whose new home is folder/PATH."""
+    pairs = []
+    for old in rendered:
+        new = f"{folder}/{old}"
+        if old == ANSWERS_FILE or Path(old).exists() or committed(old) is None:
+            continue  # Copier's own update handles it, or nothing of the operator's is there
+        if Path(new).exists():
+            pairs.append((old, new))
+        elif committed(old) != previous.get(old):
+            say(f"{old} is no longer generated and you had edited it: your version is `git show HEAD:{old}`")
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rename", nargs=2, action="append", metavar=("OLD", "NEW"), required=True,
+    parser.add_argument("--rename", nargs=2, action="append", default=[], metavar=("OLD", "NEW"),
                         help="generated paths, relative to the repository root (repeatable)")
+    parser.add_argument("--into", metavar="DIR",
+                        help="every file of the previous version moved to DIR/<its path> (e.g. deploy)")
     args = parser.parse_args(argv)
+    if not args.rename and not args.into:
+        parser.error("give --rename OLD NEW (repeatable), --into DIR, or both")
     if os.environ.get("STAGE", "after") != "after":
         say("runs at the 'after' stage only; nothing done")
         return 0
@@ -155,17 +178,29 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(old, new) for old, new in args.rename]
     needed = [old for old, _ in pairs if committed(old) is not None]
     previous: dict[str, bytes | None] = {}
-    if needed:
+    rendered: list[str] = []
+    if needed or args.into:
         with tempfile.TemporaryDirectory(prefix="petory-previous-") as tmp:
             try:
                 render_previous_version(Path(tmp))
             except Exception as err:  # noqa: BLE001  (any failure: fall back to a two-way merge)
+                if args.into:  # without the previous file list there is nothing to pair
+                    say(f"could not re-render the previous version ({err}); nothing moved")
+                    return 1
                 say(f"could not re-render the previous version ({err}); differences will show as conflicts")
-            for old in needed:
+            rendered = sorted(str(p.relative_to(tmp)) for p in Path(tmp).rglob("*") if p.is_file())
+            for old in needed + rendered:
                 path = Path(tmp, old)
                 previous[old] = path.read_bytes() if path.is_file() else None
     for old, new in pairs:
         say(migrate(old, new, previous))
+    if args.into:
+        moved = moved_into(args.into.rstrip("/"), rendered, previous)
+        edited = [(old, new) for old, new in moved if committed(old) != previous.get(old)]
+        for old, new in edited:
+            say(migrate(old, new, previous))
+        if len(moved) > len(edited):  # one line for the rest: a folder move pairs every generated file
+            say(f"{len(moved) - len(edited)} moved files had no local edits: they are the new version's files")
     return 0
 
 
