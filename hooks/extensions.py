@@ -6,6 +6,7 @@ implemented in a sibling module that has its own unit tests.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -39,11 +40,16 @@ sizing = _load("sizing")
 deployment = _load("deployment", sizing=sizing)
 
 
+@functools.lru_cache(maxsize=None)
 def docs_strings(language: str) -> dict:
-    """The per-language labels and sentences of the generated docs (partials/docs/strings.<language>.yaml)."""
+    """The per-language labels and sentences of the generated docs (partials/docs/strings.<language>.yaml).
+
+    Read once per process: every doc imports the facts layer, which asks for them.
+    """
     import yaml  # Copier's own dependency
 
-    return yaml.safe_load((DOCS_STRINGS / f"strings.{language}.yaml").read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load((DOCS_STRINGS / f"strings.{language}.yaml").read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
 
 
 def _from_answers(function):
