@@ -3,7 +3,8 @@
 
 Prints one table per measure. Light mode (the default under CI=true, or --light) starts each
 environment once; full mode takes the median of --runs starts. Run it directly
-(`.venv/bin/python bench/stack_bench.py`) or through the test suite (tests/live/test_bench.py).
+(`.venv/bin/python bench/stack_bench.py`); the test suite (tests/live/test_bench.py) reports the
+light mode from the live tests' own stacks (`report`), which were started cold once each.
 """
 
 from __future__ import annotations
@@ -59,43 +60,57 @@ def image_sizes(images: dict[str, str]) -> list[list[str]]:
     return rows
 
 
+def measure(stack: Stack, plan: dict) -> list[list[str]]:
+    """Idle memory of a healthy stack's services against their limits (largest replica each)."""
+    time.sleep(5)  # let the JVM and MySQL settle before reading idle memory
+    return [[stack.env, service, f"{used:.1f}", str(plan["services"][service]["memory_limit_mb"]),
+             f"{100 * used / plan['services'][service]['memory_limit_mb']:.1f}"]
+            for service, used in sorted(idle_memory(stack).items())]
+
+
+def tables(kind: str, mode: str, starts: dict[str, list[float]], memory_rows: list[list[str]],
+           base: dict[str, str]) -> list[str]:
+    lines = [f"stack benchmark ({mode} mode, base images: {kind})"]
+    start_rows = [[env, str(len(times)), f"{statistics.median(times):.1f}", f"{min(times):.1f}", f"{max(times):.1f}"]
+                  for env, times in starts.items()]
+    lines += table("cold `up --wait` to all healthy (empty volumes, images built)",
+                   ["env", "runs", "median s", "min s", "max s"], start_rows)
+    lines += table("idle memory per service against its limit (largest replica)",
+                   ["env", "service", "used MiB", "limit MiB", "% of limit"], memory_rows)
+    images = {**{k.removesuffix("_image"): v for k, v in base.items()},
+              "backend (app)": "petory-live/backend:1.0.0", "frontend (app)": "petory-live/frontend:1.0.0"}
+    return lines + table("image sizes", ["role", "image", "MB"], image_sizes(images))
+
+
+def report(stacks: list[Stack], kind: str, base: dict[str, str]) -> list[str]:
+    """Light mode inside the test suite: the live tests' own stacks, one cold start each."""
+    plan = sizing.plan(*sizing.PRESETS["medium"])
+    starts = {stack.env: [stack.cold_up_seconds] for stack in stacks}
+    memory_rows = [row for stack in stacks for row in measure(stack, plan)]
+    return tables(kind, "light", starts, memory_rows, base)
+
+
 def run(light: bool, runs: int, log=print) -> list[str]:
     base, kind = base_image_answers(log=log)
-    lines: list[str] = [f"stack benchmark ({'light' if light else 'full'} mode, base images: {kind})"]
     with tempfile.TemporaryDirectory(prefix="petory-bench-") as tmp:
         project = render(Path(tmp) / "repo", {**ANSWERS, **base})
         build_backend_jar(project / "backend/build/libs/petory-0.0.1-SNAPSHOT.jar", "1.0.0")
         build_frontend(project / "frontend/build", "1.0.0")
-        answers_plan = sizing.plan(*sizing.PRESETS["medium"])
-        start_rows, memory_rows = [], []
+        plan = sizing.plan(*sizing.PRESETS["medium"])
+        starts, memory_rows = {}, []
         for env in ("staging", "prod"):
             stack = Stack(project, env, DOMAINS[env])
-            stack.compose("build", timeout=900)  # image builds are not part of a cold start
-            times = []
+            times = starts[env] = []
             try:
                 for _ in range(1 if light else runs):
-                    stack.run("scripts/init-certificates.sh", env)
-                    began = time.monotonic()
-                    stack.compose("up", "-d", "--wait", "--wait-timeout", "300", timeout=900)
-                    times.append(time.monotonic() - began)
+                    stack.up()
+                    times.append(stack.up_seconds)
                     if len(times) < (1 if light else runs):
                         stack.down(volumes=True)
-                time.sleep(5)  # let the JVM and MySQL settle before reading idle memory
-                for service, used in sorted(idle_memory(stack).items()):
-                    limit = answers_plan["services"][service]["memory_limit_mb"]
-                    memory_rows.append([env, service, f"{used:.1f}", str(limit), f"{100 * used / limit:.1f}"])
+                memory_rows += measure(stack, plan)
             finally:
                 stack.down(volumes=True)
-            start_rows.append([env, str(len(times)), f"{statistics.median(times):.1f}", f"{min(times):.1f}",
-                               f"{max(times):.1f}"])
-        lines += table("cold `up --wait` to all healthy (empty volumes, images built)",
-                       ["env", "runs", "median s", "min s", "max s"], start_rows)
-        lines += table("idle memory per service against its limit (largest replica)",
-                       ["env", "service", "used MiB", "limit MiB", "% of limit"], memory_rows)
-        images = {**{k.removesuffix("_image"): v for k, v in base.items()},
-                  "backend (app)": "petory-live/backend:1.0.0", "frontend (app)": "petory-live/frontend:1.0.0"}
-        lines += table("image sizes", ["role", "image", "MB"], image_sizes(images))
-    return lines
+        return tables(kind, "light" if light else "full", starts, memory_rows, base)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,10 +55,7 @@ def live_project(base_images, tmp_path_factory):
     return project
 
 
-@pytest.fixture(scope="module", params=["staging", "prod"])
-def stack(request, live_project):
-    """A running stack of one environment; always torn down, volumes included, even on failure."""
-    env = request.param
+def _running_stack(live_project, env: str):
     domain = {"staging": "staging.petory.example.com", "prod": "petory.example.com"}[env]
     running = Stack(live_project, env, domain)
     try:
@@ -68,3 +65,21 @@ def stack(request, live_project):
         running.down(volumes=True)
         left = running.leftovers()
         assert not left, f"teardown left {left} behind"
+
+
+# One running stack per environment for the whole session, shared by every test that only reads
+# from it (tests/live/test_stack.py and the stack benchmark's light mode); started cold once each.
+@pytest.fixture(scope="session")
+def staging_stack(live_project):
+    yield from _running_stack(live_project, "staging")
+
+
+@pytest.fixture(scope="session")
+def prod_stack(live_project):
+    yield from _running_stack(live_project, "prod")
+
+
+@pytest.fixture(params=["staging", "prod"])
+def stack(request):
+    """The shared running stack of one environment; torn down at the end of the session."""
+    return request.getfixturevalue(f"{request.param}_stack")

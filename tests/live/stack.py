@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,8 @@ class Stack:
     https_port: int = field(default_factory=free_port)
     backend_image: str = "petory-live/backend"
     frontend_image: str = "petory-live/frontend"
+    up_seconds: float = 0.0  # the last `up --wait`, images already built
+    cold_up_seconds: float = 0.0  # the first one, on empty volumes
 
     @property
     def environ(self) -> dict[str, str]:
@@ -154,9 +157,14 @@ class Stack:
         return self.run("scripts/compose.sh", self.env, *args, **kwargs)
 
     def up(self) -> None:
+        """Build the images, then start cold and wait until healthy; `up_seconds` is the start alone."""
         self.run("scripts/init-certificates.sh", self.env)
         try:
-            self.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", timeout=900)
+            self.compose("build", timeout=900)
+            began = time.monotonic()
+            self.compose("up", "-d", "--wait", "--wait-timeout", "300", timeout=900)
+            self.up_seconds = time.monotonic() - began
+            self.cold_up_seconds = self.cold_up_seconds or self.up_seconds
         except RuntimeError as err:
             logs = self.compose("logs", "--no-color", "--tail", "40", check=False).stdout.decode()[-6000:]
             raise RuntimeError(f"{err}\n--- container logs ---\n{logs}") from None
