@@ -14,12 +14,7 @@ Replaces the application database of <env> with the dump. Asks for confirmation 
 USAGE
 }
 
-OPTIONS=(--yes)
-option() {
-    case "$1" in
-        --yes) ASSUME_YES=1 ;;
-    esac
-}
+OPTIONS=(--yes) # confirmation, handled by parse_args
 
 main() {
     local env dump

@@ -17,12 +17,7 @@ The deploy metrics record the rollback like any deploy.
 USAGE
 }
 
-OPTIONS=(--yes)
-option() {
-    case "$1" in
-        --yes) ASSUME_YES=1 ;;
-    esac
-}
+OPTIONS=(--yes) # confirmation, handled by parse_args
 
 # previous_version HISTORY CURRENT: the newest version in the history that differs from CURRENT.
 previous_version() {

@@ -16,12 +16,7 @@ recreate only that service, wait until healthy. Data volumes are kept.
 USAGE
 }
 
-OPTIONS=(--yes)
-option() {
-    case "$1" in
-        --yes) ASSUME_YES=1 ;;
-    esac
-}
+OPTIONS=(--yes) # confirmation, handled by parse_args
 
 # backup_first ENV SERVICE: a copy of the data to go back to if the new version misbehaves.
 backup_first() {

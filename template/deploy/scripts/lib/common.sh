@@ -22,7 +22,8 @@ usage_error() {
 # parse_args MIN MAX ARGS...: the option loop every script shares. -h/--help prints the script's
 # usage; any other option must be listed in the script's OPTIONS array ("--name" for a flag,
 # "--name=" for one that takes a value, given as `--name VALUE` or `--name=VALUE`) and is handed
-# to the script's `option NAME [VALUE]` function, a `case` that sets its variables. The other
+# to the script's `option NAME [VALUE]` function, a `case` that sets its variables (`--yes` sets
+# ASSUME_YES for `confirm` itself, so a script that takes only --yes needs no option()). The other
 # words go to POSITIONAL, MIN to MAX of them; MAX "rest" stops at the MIN-th word and passes all
 # later words on as they are (compose.sh hands them to docker compose). `--` ends the options.
 parse_args() {
@@ -53,7 +54,11 @@ parse_args() {
                     [[ -n "${_value}" ]] || usage_error "${_name} needs a value"
                     option "${_name}" "${_value}"
                 elif [[ "${_known}" == *" ${_name} "* && "$1" != *=* ]]; then
-                    option "${_name}"
+                    if [[ "${_name}" == --yes ]]; then
+                        ASSUME_YES=1 # the shared answer to `confirm`
+                    else
+                        option "${_name}"
+                    fi
                 else
                     usage_error "unknown option $1"
                 fi
