@@ -28,6 +28,8 @@ REGISTRY_HOSTS = {"ghcr": "ghcr.io", "dockerhub": "docker.io"}
 # Dev publishes the edge on these host ports (127.0.0.1 only); servers use 80/443.
 DEV_HTTP_PORT = 8080
 DEV_HTTPS_PORT = 8443
+# Node.js major version of CI's frontend build when no dev image names one (the default node_image's).
+DEFAULT_NODE_VERSION = "20"
 
 # Raw answers that templates read only through this model (or `sizing`). copier.yml and hooks/
 # may read them; everything else gets `deployment.*`.
@@ -64,30 +66,31 @@ METRICS = {
 CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server"})
 
 # Operator tasks of deploy/Makefile, in `make help` order: (name, takes ENV, help, flag that
-# must be true for the task to exist). Docs list the same tasks with their own sentences.
+# must be true for the task to exist). The help is also the English docs' sentence for the task
+# (backticks mark code there); the Korean docs have their own (partials/docs/strings.ko.yaml).
 TASKS = (
     ("help", False, "List the tasks", None),
-    ("validate", False, "Lint and check every deployment file (YAML, compose, shell, Dockerfiles, nginx); --full runs every linter", None),
-    ("env-sync", True, "Add keys that a template update introduced to env/ENV.env (new secrets generated)", None),
+    ("validate", False, "Fast checks of the deployment files (YAML, env files, compose configuration, nginx -t); `FULL=1` runs every linter", None),
+    ("env-sync", True, "Add keys that a template update introduced to the env file (new secrets generated)", None),
     ("config", True, "Print the resolved Compose configuration of ENV", None),
-    ("build", False, "Build both images tagged VERSION (default sha-<commit>), e.g. for `make deploy ... PULL=0`", None),
+    ("build", False, "Build both images tagged `VERSION` (default `sha-<commit>`), e.g. for `make deploy ... PULL=0`", None),
     ("certs", True, "Put a certificate in place so the edge can start (from the local CA until one is issued)", None),
     ("up", True, "Start ENV and wait until every service is healthy", None),
     ("down", True, "Stop ENV (volumes, and so the data, are kept)", None),
     ("ps", True, "Show the containers of ENV and their health", None),
-    ("logs", True, "Follow the logs of ENV (SERVICE=backend-blue to narrow)", None),
+    ("logs", True, "Follow the logs of ENV (`SERVICE=backend-blue` to narrow)", None),
     ("mysql-slow-log", True, "Show the last 100 lines of MySQL's slow query log", "bundled_mysql"),
     ("reload-edge", True, "Check the nginx configuration, then reload it without dropping connections", None),
-    ("deploy", True, "Zero-downtime deploy of VERSION (default sha-<commit>) to ENV; PULL=0 uses local images", None),
-    ("rollback", True, "Go back to the previous version (or ROLLBACK_TO=...) without pulling", None),
-    ("backup", True, "Dump the database of ENV to backups/ENV/ (compressed, with retention)", "bundled_mysql"),
-    ("restore", True, "Restore FILE=backups/ENV/....sql.gz into ENV (asks first; current data backed up)", "bundled_mysql"),
+    ("deploy", True, "Zero-downtime deploy of `VERSION` (default `sha-<commit>`) to ENV; `PULL=0` uses local images", None),
+    ("rollback", True, "Go back to the previous version (or `ROLLBACK_TO=...`) without pulling", None),
+    ("backup", True, "Dump the database of ENV to `backups/<env>/` (compressed, with retention)", "bundled_mysql"),
+    ("restore", True, "Restore `FILE=backups/<env>/....sql.gz` into ENV (asks first; current data backed up)", "bundled_mysql"),
     ("backup-timer", True, "Install the daily backup systemd timer for ENV (as root)", "bundled_mysql"),
-    ("upgrade-mysql", True, "Back up, then move MySQL to the image in compose.yaml", "bundled_mysql"),
-    ("upgrade-redis", True, "Snapshot, then move Redis to the image in compose.yaml", "bundled_redis"),
+    ("upgrade-mysql", True, "Back up, then move MySQL to the image in `compose.yaml`", "bundled_mysql"),
+    ("upgrade-redis", True, "Snapshot, then move Redis to the image in `compose.yaml`", "bundled_redis"),
     ("maintenance-on", True, "Answer every request of ENV with the maintenance page (503) at once, no reload", None),
     ("maintenance-off", True, "Serve ENV normally again", None),
-    ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (FORCE=1 renews anyway); the edge reloads after nginx -t", "uses_letsencrypt"),
+    ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (`FORCE=1` renews anyway); the edge reloads after `nginx -t`", "uses_letsencrypt"),
 )
 
 
@@ -107,6 +110,12 @@ def uses_tls_mode(answers: Mapping, mode: str) -> bool:
 
 def uses_letsencrypt(answers: Mapping) -> bool:
     return uses_tls_mode(answers, "letsencrypt")
+
+
+def node_version(node_image: str | None) -> str:
+    """Node.js major version CI builds the frontend with: the dev image's (node:20-alpine -> 20)."""
+    tag = (node_image or "").rpartition(":")[2].split("-")[0].split(".")[0]
+    return tag if tag.isdigit() else DEFAULT_NODE_VERSION
 
 
 def registry_host(registry: str, other_host: str | None) -> str:
@@ -257,6 +266,7 @@ def build(answers: Mapping) -> dict:
         "images": images,
         # Apps that CI builds into images: one matrix entry each.
         "apps": ["backend", "frontend"],
+        "node_version": node_version(answers.get("node_image")),
         "db": {**_address(flags["bundled_mysql"], "mysql", 3306, answers.get("db_host"), answers.get("db_port")),
                "name": db_name, "app_user": f"{db_name}_app"},
         "cache": _address(flags["bundled_redis"], "redis", 6379, answers.get("redis_host"), answers.get("redis_port")),

@@ -1,15 +1,18 @@
-"""deploy.yml's deploy job, executed for real: its shell steps run here against an SSH server.
+"""The staging deploy job, executed for real: its shell steps run here against an SSH server.
 
-The generated repository plays the GitHub repository (two commits, a bare clone as `origin`), the
-host plays the runner, and a container built from tests/live/ssh/ plays the staging server: sshd
-with a `deploy` user, git, the Docker CLI and Compose, talking to the host's engine through the
-mounted socket. The server holds a checkout of the repository with env/staging.env, as the
+The job is deploy-environment.yml's, as deploy-pipeline.yml's deploy-staging job calls it: its
+`${{ inputs.* }}` are the caller's `with:` values. The generated repository plays the GitHub
+repository and the runner's checkout (two commits, a bare clone as `origin`), the host plays the
+runner, and a container built from tests/live/ssh/ plays the staging server: sshd with a
+`deploy` user, git, the Docker CLI and Compose, talking to the host's engine through the mounted
+socket. The server holds a checkout of the repository with deploy/env/staging.env, as the
 generated docs tell an operator to prepare it. Images of each commit are built from the sample
-app the way deploy.yml's image jobs build them and pushed to a registry on 127.0.0.1.
+app the way the pipeline's image jobs build them and pushed to a registry on 127.0.0.1.
 
-The `run:` scripts of the job are taken from the rendered deploy.yml unchanged; `${{ ... }}`
-expressions in its `env:` are replaced by test values, and any other expression fails the test.
-They run with `bash --noprofile --norc -eo pipefail`, as GitHub runs them, in the order and
+The `run:` steps (deploy/scripts/ci/*.sh) are taken from the rendered workflow unchanged; the
+one `uses:` step, actions/checkout, is the repository already checked out. `${{ ... }}`
+expressions in `env:` are replaced by test values, and any other expression fails the test.
+Steps run with `bash --noprofile --norc -eo pipefail`, as GitHub runs them, in the order and
 under the `if:` conditions of the workflow. SSH uses a key generated here and a known_hosts
 built from the container's host key, with StrictHostKeyChecking=yes; the public URL reaches the
 edge on 127.0.0.1 through curl's connect-to (a .curlrc), with the site's certificate as CA.
@@ -79,19 +82,28 @@ class JobRun:
 
 
 class Runner:
-    """Runs the `run:` steps of one job of the rendered deploy.yml like a GitHub runner would."""
+    """Runs the steps of the job that a pipeline job calls, like a GitHub runner would.
 
-    def __init__(self, workflow: Path, job_id: str, workdir: Path, expressions: dict[str, str]):
-        doc = yaml.safe_load(workflow.read_text())
-        self.job = doc["jobs"][job_id]
-        self.shell = doc["defaults"]["run"]["shell"]
+    `checkout` is the runner's working directory (the repository at the deployed commit); the
+    called job's inputs are the caller's `with:` values, themselves resolved like any expression.
+    """
+
+    def __init__(self, pipeline: Path, caller_id: str, checkout: Path, workdir: Path, expressions: dict[str, str]):
+        caller = yaml.safe_load(pipeline.read_text())["jobs"][caller_id]
+        called = yaml.safe_load((pipeline.parent / Path(caller["uses"]).name).read_text())
+        (self.job,) = called["jobs"].values()
+        self.shell = called["defaults"]["run"]["shell"]
+        self.checkout = checkout
         self.workdir = workdir
         self.expressions = expressions
+        self.inputs = caller["with"]
 
     def substitute(self, value) -> str:
         def replace(match: re.Match) -> str:
             expression = match.group(1)
-            assert expression in self.expressions, f"deploy.yml uses ${{{{ {expression} }}}}, unknown to this test"
+            if expression.startswith("inputs."):
+                return self.substitute(self.inputs[expression.removeprefix("inputs.")])
+            assert expression in self.expressions, f"the deploy job uses ${{{{ {expression} }}}}, unknown to this test"
             return self.expressions[expression]
 
         return re.sub(r"\$\{\{\s*(.*?)\s*\}\}", replace, str(value))
@@ -115,8 +127,12 @@ class Runner:
         results: list[StepResult] = []
         failed: list[str] = []
         for index, step in enumerate(self.job["steps"]):
-            assert "run" in step and "uses" not in step, step
             name = step.get("name", f"step {index}")
+            if "uses" in step:  # the only action: the checkout, which `self.checkout` already is
+                assert step["uses"].startswith("actions/checkout@") and index == 0, step
+                results.append(StepResult("checkout", "success", ""))
+                continue
+            assert "run" in step, step
             if not self.should_run(step.get("if"), failed):
                 results.append(StepResult(name, "skipped", ""))
                 continue
@@ -125,7 +141,7 @@ class Runner:
             script.write_text(step["run"])
             assert self.shell == "bash"
             proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
-                                  cwd=self.workdir, capture_output=True, text=True, timeout=900)
+                                  cwd=self.checkout, capture_output=True, text=True, timeout=900)
             outcome = "success" if proc.returncode == 0 else "failure"
             if outcome == "failure":
                 failed.append(step.get("id", name))
@@ -197,8 +213,10 @@ class Setup:
         (self.curl_home / ".curlrc").write_text(
             f"connect-to = {DOMAIN}:443:127.0.0.1:{https_port or self.stack.https_port}\n"
             f"cacert = {self.curl_home / 'ca.pem'}\n")
+        git(self.repo, "checkout", "-q", sha)  # the runner's checkout is at the commit being deployed
         runner = self.runner
         runner.expressions["secrets.SSH_KNOWN_HOSTS"] = known_hosts or self.server.known_hosts()
+        runner.expressions["needs.version.outputs.version"] = self.version(sha)  # the pipeline's version job
         return runner.run(sha, {"HOME": str(self.curl_home), "CURL_HOME": str(self.curl_home)})
 
     def served_versions(self) -> tuple[str, str]:
@@ -213,13 +231,13 @@ class Setup:
 
 
 def publish(repo: Path, registry: LocalRegistry, answers: dict, sha: str) -> None:
-    """What deploy.yml's image jobs do for one commit: bootJar and npm build, then build and push."""
+    """What the pipeline's image job does for one commit: bootJar and npm build, then build and push."""
     version = f"sha-{sha[:7]}"
     build_backend_jar(repo / JAR, version)
     build_frontend(repo / "frontend/build", version)
     for app in ("backend", "frontend"):
         image = f"{answers[f'{app}_image']}:{version}"
-        sh("docker", "build", "-q", "-f", f"docker/{app}/Dockerfile", "--build-arg", f"APP_VERSION={version}",
+        sh("docker", "build", "-q", "-f", f"deploy/docker/{app}/Dockerfile", "--build-arg", f"APP_VERSION={version}",
            "--build-arg", f"VCS_REF={sha}", "-t", image, ".", cwd=repo,
            env={"PATH": os.environ["PATH"], "DOCKER_BUILDKIT": "0"}, timeout=900)
         sh("docker", "push", "-q", image, timeout=600)
@@ -253,7 +271,7 @@ def setup(base_images, tmp_path_factory):
         git(repo, "commit", "-q", "-m", "Deployment from the Petory template")
         first = git(repo, "rev-parse", "HEAD")
         publish(repo, registry, answers, first)
-        readme = repo / "README.md"
+        readme = repo / "deploy/README.md"
         readme.write_text(readme.read_text() + "\nSecond release.\n")
         git(repo, "commit", "-q", "-am", "Second release")
         second = git(repo, "rev-parse", "HEAD")
@@ -261,20 +279,20 @@ def setup(base_images, tmp_path_factory):
         origin = server_root / "origin.git"
         sh("git", "clone", "-q", "--bare", repo, origin)
 
-        # The server, prepared as docs/03-cicd-pipeline.md says: a checkout of the repository and
-        # env/staging.env with the generated secrets. Loopback ports and a unique project here.
+        # The server, prepared as deploy/docs/03-cicd-pipeline.md says: a checkout of the repository
+        # and deploy/env/staging.env with the generated secrets. Loopback ports and a unique project here.
         sh("git", "clone", "-q", origin, deploy_dir)
         git(deploy_dir, "checkout", "-q", first)
         project_name = f"petory-ssh-{uuid.uuid4().hex[:8]}"
         stack = Stack(deploy_dir, "staging", DOMAIN, version=None, name=project_name,
                       backend_image=answers["backend_image"], frontend_image=answers["frontend_image"])
-        env_text = (repo / "env/staging.env").read_text()
+        env_text = (repo / "deploy/env/staging.env").read_text()
         for key, value in (("COMPOSE_PROJECT_NAME", project_name), ("EDGE_BIND_ADDRESS", "127.0.0.1"),
                            ("EDGE_HTTP_PORT", str(stack.http_port)), ("EDGE_HTTPS_PORT", str(stack.https_port))):
             env_text, count = re.subn(rf"(?m)^{key}=.*$", f"{key}={value}", env_text)
             assert count == 1, key
-        (deploy_dir / "env/staging.env").write_text(env_text)
-        (deploy_dir / "env/staging.env").chmod(0o600)
+        (deploy_dir / "deploy/env/staging.env").write_text(env_text)
+        (deploy_dir / "deploy/env/staging.env").chmod(0o600)
         sh("chown", "-R", "1000:1000", deploy_dir, origin)
 
         # The deploy key, made for this purpose only; the workflow gets the private half as a secret.
@@ -285,7 +303,7 @@ def setup(base_images, tmp_path_factory):
         server.start()
         # The operator's one-time step before the first deploy (`make certs ENV=staging`); the
         # runner's curl trusts the resulting self-signed certificate.
-        server.exec("sh", "-c", f"cd {deploy_dir} && scripts/init-certificates.sh staging", user="deploy")
+        server.exec("sh", "-c", f"cd {deploy_dir} && deploy/scripts/init-certificates.sh staging", user="deploy")
         curl_home = workdir / "runner-home"
         curl_home.mkdir()
         volume = f"{project_name}_certs"
@@ -293,14 +311,14 @@ def setup(base_images, tmp_path_factory):
             "docker", "run", "--rm", "-v", f"{volume}:/c:ro", "--entrypoint", "cat", base_images["edge_nginx_image"],
             f"/c/live/{DOMAIN}/fullchain.pem").stdout)
 
-        workflow = repo / ".github/workflows/deploy.yml"
+        pipeline = repo / ".github/workflows/deploy-pipeline.yml"
         private_key = (keys / "id").read_text()
         expressions = {
             "vars.SSH_PORT || '22'": str(server.port),
             "vars.SMOKE_API_PATH || '/api/'": "/api/",
             "secrets.SSH_PRIVATE_KEY": private_key,
         }
-        yield Setup(repo, deploy_dir, Runner(workflow, "deploy-staging", workdir, expressions), server, stack,
+        yield Setup(repo, deploy_dir, Runner(pipeline, "deploy-staging", repo, workdir, expressions), server, stack,
                     registry, private_key, [first, second], curl_home)
     finally:
         try:
@@ -342,7 +360,7 @@ def test_first_deploy_over_ssh_checks_out_the_commit_and_serves_its_images(setup
     assert setup.server_head() == setup.commits[1]
     began = time.monotonic()
     run = setup.run_job(sha)
-    summary.append(f"ssh deploy: first deploy of {setup.version(sha)} through deploy.yml's steps took "
+    summary.append(f"ssh deploy: first deploy of {setup.version(sha)} through deploy-environment.yml's steps took "
                    f"{time.monotonic() - began:.1f} s")
     assert run.ok, run.output
     assert run.outcome("Roll back") == "skipped"
@@ -361,9 +379,9 @@ def test_next_commit_is_deployed_blue_green(setup, summary):
                    f"{time.monotonic() - began:.1f} s")
     assert run.ok, run.output
     assert setup.server_head() == sha
-    assert "Second release." in (setup.deploy_dir / "README.md").read_text()
+    assert "Second release." in (setup.deploy_dir / "deploy/README.md").read_text()
     assert setup.served_versions() == (setup.version(sha), setup.version(sha))
-    history = (setup.deploy_dir / ".deploy/staging/history").read_text().split()
+    history = (setup.deploy_dir / "deploy/.deploy/staging/history").read_text().split()
     assert setup.version(sha) in history
 
 
