@@ -66,8 +66,9 @@ def test_strings_files_have_the_same_keys():
         return out
 
     ko, en = (yaml.safe_load((DOCS / f"strings.{lang}.yaml").read_text(encoding="utf-8")) for lang in LANGUAGES)
-    # English may fall back to deployment.tasks' and deployment.metrics' own help texts.
-    fallback = ("tasks.", "metrics.", "sections.")
+    # English may fall back to deployment.tasks' and deployment.metrics' own help texts, and to the
+    # section names and comments of env_entries (the env/.env.example contract).
+    fallback = ("tasks.", "metrics.", "sections.", "env_keys.")
     assert {k for k in keys(ko) if not k.startswith(fallback)} == {k for k in keys(en) if not k.startswith(fallback)}
 
 
@@ -77,6 +78,16 @@ def test_every_task_and_metric_has_a_korean_sentence():
     ko = yaml.safe_load((DOCS / "strings.ko.yaml").read_text(encoding="utf-8"))
     assert {name for name, *_ in deployment.TASKS} <= set(ko["tasks"])
     assert set(deployment.METRICS) <= set(ko["metrics"])
+
+
+def test_every_env_key_and_section_has_a_korean_sentence():
+    import env_files
+
+    ko = yaml.safe_load((DOCS / "strings.ko.yaml").read_text(encoding="utf-8"))
+    for mysql in (True, False):
+        for redis in (True, False):
+            for entry in env_files.env_entries("prod", "petory", mysql, redis):
+                assert entry["key"] in ko["env_keys"] and entry["section"] in ko["sections"], entry
 
 
 def test_doc_partials_fit_the_line_budget():
