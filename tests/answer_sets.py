@@ -40,6 +40,7 @@ SUPPORTED = {
         "certbot_image": "registry.internal:5000/mirror/certbot:v4.0.0",
         "extra_server_names": ["www.petory.example.com"],
     },
+    "deploy-repo": {"layout": "deploy-repo", "app_repository": "petory-team/petory", "frontend_build_dir": "frontend/dist"},
     "other-registry-mirror": {
         "registry": "other",
         "registry_host": "registry.internal:5000",
