@@ -69,7 +69,6 @@ class PetoryExtension(Extension):
             uses_tls_mode=_from_answers(deployment.uses_tls_mode),
             sizing_plan=sizing.plan,
             sizing_fit_error=sizing.fit_error,
-            sizing_max_replicas=sizing.max_replicas,
             sizing_preset=sizing.preset,
             compose_resources=sizing.compose_resources,
             env_entries=env_files.env_entries,
