@@ -17,12 +17,12 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def cli(run: Callable[[bool, int], list[str]], doc: str, light_help: str, runs_help: str,
-        argv: list[str] | None = None) -> int:
+        argv: list[str] | None = None, runs_default: int = 3) -> int:
     """`--light` (the default under CI=true) and `--runs N`, then print what `run` returns."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--light", action="store_true", default=os.environ.get("CI") == "true",
                         help=f"{light_help} (default under CI=true)")
-    parser.add_argument("--runs", type=int, default=3, help=runs_help)
+    parser.add_argument("--runs", type=int, default=runs_default, help=runs_help)
     args = parser.parse_args(argv)
     print("\n".join(run(args.light, args.runs)))
     return 0

@@ -57,9 +57,31 @@ def _from_answers(function):
     return pass_context(lambda context, *args: function(deployment.answers_from_context(context), *args))
 
 
+def _reuse_compiled_strings(environment) -> None:
+    """Compile each distinct template string once per render.
+
+    Copier compiles the answers-file name and every path part again for each file it renders
+    (about 1,200 compiles of some 100 distinct strings per copy, 0.3-0.5 s); the
+    compiled code is immutable, so it can be reused as is.
+    """
+    compile_source = environment.compile
+    compiled: dict[tuple, object] = {}
+
+    def compile_once(source, name=None, filename=None, raw=False, defer_init=False):
+        if not isinstance(source, str):  # an already parsed template: nothing to share
+            return compile_source(source, name, filename, raw, defer_init)
+        key = (source, name, filename, raw, defer_init)
+        if key not in compiled:
+            compiled[key] = compile_source(source, name, filename, raw, defer_init)
+        return compiled[key]
+
+    environment.compile = compile_once
+
+
 class PetoryExtension(Extension):
     def __init__(self, environment):
         super().__init__(environment)
+        _reuse_compiled_strings(environment)
         environment.globals.update(
             # copier.yml: the computed `deployment`, and the defaults and conditions it shares.
             deployment_model=_from_answers(deployment.build),

