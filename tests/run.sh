@@ -5,7 +5,8 @@
 # driver for the sample app).
 set -Eeuo pipefail
 
-APT_PACKAGES=(docker.io docker-registry debootstrap debian-archive-keyring openssl openssh-client curl git make openjdk-17-jdk-headless libmariadb-java)
+APT_PACKAGES=(docker.io docker-registry debootstrap debian-archive-keyring openssl openssh-client curl git make openjdk-17-jdk-headless libmariadb-java
+    mariadb-server redis-server) # the last two: tests/test_sample_app.py runs the sample backend against them
 # The static part shares each answer set's render between modules: --dist loadgroup keeps the
 # tests of one answer set on one worker (tests/conftest.py groups them).
 STATIC_ARGS=(-m "not live and not bench" -n "${TEST_WORKERS:-$(nproc)}" --dist loadgroup)
@@ -42,7 +43,13 @@ install_packages() {
     if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
         log "installing ${missing[*]}"
         apt-get update -qq
+        # Packages only: no service starts (the tests start their own servers on free ports).
+        local own_policy=0
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
     else
         log "missing packages: ${missing[*]} (run as root to install them; live tests will fail without them)"
     fi
