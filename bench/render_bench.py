@@ -36,6 +36,7 @@ COPIER = [sys.executable, "-m", "copier"]
 LIMITS = {"skip-tasks": 2.0, "tasks": 4.0}  # the largest ratio to the floor that full mode accepts
 CASES = {
     "floor": "(a) copier floor: one-file template",
+    "first-copy": "(b0) this template, --skip-tasks, first copy on the machine (empty bytecode cache)",
     "skip-tasks": "(b) this template, --skip-tasks",
     "tasks": "(c) this template, copy-time tasks (fast checks)",
     "full": "(d) this template, tasks with validate.py --full",
@@ -81,11 +82,11 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(*commands: list[str]) -> tuple[float, float]:
+def timed(*commands: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall and CPU seconds of the commands run one after the other (CPU: the processes and theirs)."""
     began, cpu = time.perf_counter(), children_cpu()
     for command in commands:
-        proc = subprocess.run(command, capture_output=True, text=True)
+        proc = subprocess.run(command, capture_output=True, text=True, env=env)
         if proc.returncode and "validate.py" not in " ".join(command):  # (d) reports findings, it still counts
             raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return time.perf_counter() - began, children_cpu() - cpu
@@ -96,7 +97,11 @@ def one_round(floor: Path, template: Path, work: Path) -> dict[str, tuple[float,
         return Path(tempfile.mkdtemp(prefix=f"{case}-", dir=work)) / "project"
 
     copy = [*COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD"]
+    # Jinja's bytecode cache lives under TMPDIR: a fresh one is a machine that never copied it.
+    fresh_tmp = tempfile.mkdtemp(prefix="tmpdir-", dir=work)
     times = {"floor": timed([*copy, str(floor), str(dest("floor"))]),
+             "first-copy": timed([*copy, "--skip-tasks", str(template), str(dest("first-copy"))],
+                                 env={**os.environ, "TMPDIR": fresh_tmp}),
              "skip-tasks": timed([*copy, "--skip-tasks", str(template), str(dest("skip-tasks"))]),
              "tasks": timed([*copy, str(template), str(dest("tasks"))])}
     full = dest("full")
