@@ -145,6 +145,14 @@ def stub(directory: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
+def ssh_stub(tmp_path: Path, log_format: str) -> Path:
+    """A directory whose `ssh` only logs its arguments (printf format "%s\\n" with $* or $@)."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    stub(stubs, "ssh", f'printf "%s\\n" {log_format} >"${{SSH_LOG}}"\n')
+    return stubs
+
+
 def run_script(cwd: Path, *cmd, env: dict | None = None, stubs: Path | None = None) -> subprocess.CompletedProcess:
     path = f"{stubs}{os.pathsep}{os.environ['PATH']}" if stubs else os.environ["PATH"]
     base = {"PATH": path, "HOME": str(cwd), "LANG": "C.UTF-8"}
@@ -575,9 +583,7 @@ def test_production_job_still_declares_its_environment_and_concurrency_after_reu
 
 def test_ssh_setup_writes_a_strict_private_configuration_and_refuses_missing_secrets(project, tmp_path):
     repo = project("defaults")
-    stubs = tmp_path / "bin"
-    stubs.mkdir()
-    stub(stubs, "ssh", 'printf "%s\\n" "$*" >"${SSH_LOG}"\n')
+    stubs = ssh_stub(tmp_path, '"$*"')
     key = tmp_path / "id"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     env = {"SSH_PRIVATE_KEY": key.read_text(), "SSH_KNOWN_HOSTS": "[127.0.0.1]:2222 ssh-ed25519 AAAAC3Nza",
@@ -604,9 +610,7 @@ def test_ssh_setup_writes_a_strict_private_configuration_and_refuses_missing_sec
 
 def test_remote_deploy_runs_the_documented_command_on_the_server(project, tmp_path):
     repo = project("defaults")
-    stubs = tmp_path / "bin"
-    stubs.mkdir()
-    stub(stubs, "ssh", 'printf "%s\\n" "$@" >"${SSH_LOG}"\n')
+    stubs = ssh_stub(tmp_path, '"$@"')
     config = tmp_path / "config"
     config.write_text("Host deploy-target\n")
     sha = "0123456789abcdef0123456789abcdef01234567"
