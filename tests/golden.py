@@ -52,6 +52,9 @@ def new_path(old: str) -> str:
 def baseline_template(dest: Path) -> Path:
     """The template as it was at BASELINE (from git, so no checkout is touched)."""
     if not (dest / "copier.yml").exists():
+        if subprocess.run(["git", "cat-file", "-e", f"{BASELINE}^{{commit}}"], cwd=ROOT).returncode:
+            raise RuntimeError(f"the golden baseline {BASELINE} is not in this clone (shallow?): "
+                               "run `git fetch --unshallow` first")
         archive = subprocess.run(["git", "archive", "--format=tar", BASELINE], cwd=ROOT, capture_output=True, check=True)
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(dest, filter="fully_trusted")
