@@ -1,9 +1,15 @@
-"""Validation rules for the questionnaire.
+"""Validation rules and normalisation of the questionnaire's answers.
 
-`answer_error(kind, value)` returns "" for a valid answer, else a message that says what a right
-answer looks like; copier.yml validators call it so every rule has a unit test. RULES is the
-table of kinds; each rule is built from the small combinators below (`_pattern`, `_each`, `_range`)
-or is a short function when one pattern cannot say what is wrong.
+Every validator in copier.yml is `{{ check('<question>') }}`: QUESTIONS names the kind of each
+question, `normalize` cleans an answer where the meaning is clear (spaces trimmed, host names
+lower-cased, a bare host name taken as a one-item list), RULES says what a right answer of each
+kind looks like, and CROSS holds the rules that compare two answers.
+
+Copier shows a message on one line after "Validation error for question '<name>': " and cuts it
+at the terminal's width: at 80 columns that leaves 45 - len(name) characters (19 for
+proxy_read_timeout_seconds). So messages say what is wrong in a few words, without repeating
+the answer (it is on the screen just above), and docs/answers.md of the template holds each
+rule in full.
 """
 
 from __future__ import annotations
@@ -11,9 +17,22 @@ from __future__ import annotations
 import ipaddress
 import re
 import zoneinfo
+from collections.abc import Mapping
 from typing import Callable
 
+if "sizing" not in globals():  # hooks/extensions.py injects this checkout's own copy
+    import sizing
+
 Rule = Callable[[object], str]
+
+TERMINAL_WIDTH = 80
+MESSAGE_PREFIX = "Validation error for question '{}': "  # what Copier 9 prints before a message
+
+
+def message_room(question: str) -> int:
+    """Characters left for a message of `question` on one 80-column line (the cursor takes one)."""
+    return TERMINAL_WIDTH - 1 - len(MESSAGE_PREFIX.format(question))
+
 
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 FQDN = re.compile(rf"^(?=.{{4,253}}$)(?:{LABEL}\.)+[a-z]{{2,63}}$")
@@ -36,74 +55,66 @@ GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,1
 ORIGIN = re.compile(rf"^(?:https://(?:{LABEL}\.)+[a-z]{{2,63}}|http://(?:localhost|127\.0\.0\.1))(?::[0-9]{{1,5}})?$")
 HTTPS_URL = re.compile(rf"^https://(?:{LABEL}\.)*{LABEL}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~/-]*)?$")
 
-# Whole-number answers: kind -> (lowest, highest, what it is[, why the lowest]).
+# Whole-number answers: kind -> (lowest, highest).
 RANGES = {
-    "port": (1024, 65535, "an unprivileged TCP port"),  # the apps' ports inside their containers
-    "tcp_port": (1, 65535, "a TCP port"),  # external MySQL and Redis servers
-    "host_cpus": (2, 256, "a CPU core count for the host", "the minimum"),  # hooks/sizing.py MIN_HOST_CPUS
-    "host_memory_gb": (4, 2048, "a host memory size in whole GB", "the minimum"),  # MIN_HOST_MEMORY_MB / 1024
-    "body_size_mb": (1, 1024, "a request body limit in MB"),
-    "timeout_seconds": (5, 3600, "a timeout in seconds"),
-    "rate_per_second": (1, 10000, "a request rate per second"),
+    "port": (1024, 65535),  # the apps' unprivileged ports inside their containers
+    "tcp_port": (1, 65535),  # external MySQL and Redis servers
+    "host_cpus": (sizing.MIN_HOST_CPUS, 256),
+    "host_memory_gb": (sizing.MIN_HOST_MEMORY_MB // 1024, 2048),
+    "replicas": (1, sizing.MAX_BACKEND_REPLICAS),
+    "body_size_mb": (1, 1024),
+    "timeout_seconds": (5, 3600),
+    "rate_per_second": (1, 10000),
 }
 
 
 def _pattern(rx: re.Pattern, message: str) -> Rule:
-    """A rule: "" when the whole answer matches `rx`, else `message` with the answer in place of {}."""
-    return lambda value: "" if rx.match(str(value)) else message.format(value)
+    """A rule: "" when the whole answer matches `rx`, else `message`."""
+    return lambda value: "" if rx.match(str(value)) else message
 
 
-def _each(rule: Rule, what: str, example: str) -> Rule:
-    """A rule for a YAML list: the first element's error, or a hint when the answer is not a list."""
+def _each(rule: Rule) -> Rule:
+    """A rule for a YAML list: the first wrong item's number and error."""
     def check(value) -> str:
         if not isinstance(value, list):
-            return f"give a YAML list of {what}, e.g. {example} or []"
-        return next((message for message in (rule(str(v)) for v in value) if message), "")
+            return "give a list: [a, b]"
+        return next((f"#{i}: {message}" for i, message in enumerate((rule(str(v)) for v in value), 1) if message), "")
     return check
 
 
-def _range(low: int, high: int, what: str, why_low: str = "") -> Rule:
+def _range(low: int, high: int) -> Rule:
     """A rule for a whole number from `low` to `high` (an int, or a string of digits)."""
-    shown_low = f"{low} ({why_low})" if why_low else f"{low}"
-
     def check(value) -> str:
         text = str(value)
         whole = isinstance(value, int) and not isinstance(value, bool) or text.isdigit()
         if whole and low <= int(text) <= high:
             return ""
-        return f"'{text}' is not {what}: a whole number from {shown_low} to {high}"
+        return "give at least 1" if whole and low == 1 and int(text) < 1 else f"give {low} to {high}"
     return check
 
 
 def _fqdn(value) -> str:
     text = str(value)
     if "://" in text or "/" in text:
-        return f"'{text}' looks like a URL; give the bare host name, e.g. petory.example.com"
-    if not FQDN.match(text):
-        return f"'{text}' is not a fully qualified lower-case domain name, e.g. petory.example.com"
-    return ""
+        return "a URL, not a host name"
+    return "" if FQDN.match(text) else "not a full domain name"
 
 
 def _origin(value) -> str:
     text = str(value)
     if "*" in text:
-        return f"'{text}' is a wildcard; list each allowed origin, e.g. https://partner.example.com"
+        return "no wildcards"
     if text.endswith("/") or text.count("/") > 2:
-        return f"'{text}' has a path; an origin is scheme://host[:port] only, e.g. https://partner.example.com"
-    if not ORIGIN.match(text):
-        return (f"'{text}' is not an origin like https://partner.example.com (https, lower-case host, optional "
-                "port; plain http only for localhost)")
-    return ""
+        return "has a path"
+    return "" if ORIGIN.match(text) else "need https://host"
 
 
 def _cidr(value) -> str:
     try:
         network = ipaddress.ip_network(str(value), strict=True)
     except ValueError:
-        return f"'{value}' is not a CIDR range or address, e.g. 10.0.0.0/8 or 203.0.113.10"
-    if network.prefixlen == 0:
-        return f"'{value}' would trust every address, so anyone could fake their address; list your load balancers' ranges"
-    return ""
+        return "not a CIDR range"
+    return "trusts every address" if network.prefixlen == 0 else ""
 
 
 def _timezone(value) -> str:
@@ -111,42 +122,117 @@ def _timezone(value) -> str:
     try:
         zoneinfo.ZoneInfo(text)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return f"'{text}' is not an IANA time zone name, e.g. Asia/Seoul or UTC"
-    # Legacy aliases such as KST or EST exist in tzdata but name no region.
-    return "" if "/" in text or text == "UTC" else f"'{text}' is ambiguous; use an IANA name like Asia/Seoul or UTC"
+        return "not an IANA zone, e.g. UTC"
+    # Legacy aliases such as EST exist in tzdata but name no region.
+    return "" if "/" in text or text == "UTC" else "ambiguous; e.g. Asia/Seoul"
+
+
+def _product_name(value) -> str:
+    return "" if 0 < len(str(value)) <= 40 else "give 1-40 characters"
+
+
+def _environments(value) -> str:
+    chosen = value if isinstance(value, list) else [value]
+    if not chosen:
+        return "choose at least one"
+    return next((f"#{i}: not dev, staging, prod" for i, env in enumerate(chosen, 1)
+                 if env not in ("dev", "staging", "prod")), "")
 
 
 RULES: dict[str, Rule] = {
+    "product_name": _product_name,
+    "environments": _environments,
     "fqdn": _fqdn,
-    "fqdn_list": _each(_fqdn, "host names", "[www.petory.example.com]"),
-    "host": _pattern(HOST, "'{}' is not a host name or IPv4 address, e.g. prod.petory.example.com or 203.0.113.10"),
-    "email": _pattern(EMAIL, "'{}' is not an e-mail address, e.g. ops@petory.example.com"),
-    "slug": _pattern(SLUG, "'{}' is not a valid slug: 3-32 characters, lower-case letters, digits and '-', "
-                           "starting with a letter, e.g. petory"),
-    "image": _pattern(IMAGE_REF, "'{}' is not an image reference like nginx:1.28-alpine or "
-                                 "registry.example.com/mirror/mysql:8.0 (lower-case repository, optional :tag or "
-                                 "@sha256:digest)"),
-    "image_repo": _pattern(IMAGE_REPO, "'{}' is not an image repository without tag, e.g. ghcr.io/petory-team/petory-backend"),
-    "registry_host": _pattern(REGISTRY_HOST, "'{}' is not a registry host, e.g. registry.example.com:5000"),
-    "namespace": _pattern(NAMESPACE, "'{}' is not a registry owner/namespace: lower-case letters, digits, '.', '_' "
-                                     "or '-', e.g. petory-team"),
-    "github_repo": _pattern(GITHUB_REPO, "'{}' is not a GitHub repository as owner/name, e.g. petory-team/petory"),
+    "fqdn_list": _each(_fqdn),
+    "host": _pattern(HOST, "not a host name or IPv4"),
+    "email": _pattern(EMAIL, "not an e-mail address"),
+    "slug": _pattern(SLUG, "use 3-32 of a-z, 0-9, -"),
+    "image": _pattern(IMAGE_REF, "not an image reference"),
+    "image_repo": _pattern(IMAGE_REPO, "a repository, without tag"),
+    "registry_host": _pattern(REGISTRY_HOST, "not a host[:port]"),
+    "namespace": _pattern(NAMESPACE, "use a-z, 0-9, '.', '_', '-'"),
+    "github_repo": _pattern(GITHUB_REPO, "not owner/name"),
     "timezone": _timezone,
-    "rel_path": _pattern(REL_PATH, "'{}' must be a path relative to the Petory repository root, without '..', "
-                                   "e.g. backend/build/libs/*-SNAPSHOT.jar"),
-    "abs_path": _pattern(ABS_PATH, "'{}' must be an absolute directory path on the server, e.g. /srv/petory"),
-    "unix_user": _pattern(UNIX_USER, "'{}' is not a Unix user name, e.g. deploy"),
-    "db_name": _pattern(DB_NAME, "'{}' is not a database name: a letter, then letters, digits or '_', "
-                                 "up to 64 characters"),
-    "origin_list": _each(_origin, "origins", "[https://partner.example.com]"),
-    "cidr_list": _each(_cidr, "CIDR ranges", "[10.0.0.0/8]"),
-    "https_url": _pattern(HTTPS_URL, "'{}' is not an https:// URL, e.g. https://acme-v02.api.letsencrypt.org/directory"),
-    **{kind: _range(*limits) for kind, limits in RANGES.items()},
+    "rel_path": _pattern(REL_PATH, "must be relative, no '..'"),
+    "abs_path": _pattern(ABS_PATH, "must be an absolute path"),
+    "unix_user": _pattern(UNIX_USER, "not a Unix user name"),
+    "db_name": _pattern(DB_NAME, "use [A-Za-z][A-Za-z0-9_]*"),
+    "origin_list": _each(_origin),
+    "cidr_list": _each(_cidr),
+    "https_url": _pattern(HTTPS_URL, "not an https:// URL"),
+    **{kind: _range(low, high) for kind, (low, high) in RANGES.items()},
+}
+
+# Question -> kind of its answer. copier.yml's validators look their question up here.
+QUESTIONS: dict[str, str] = {
+    "project_name": "product_name", "project_slug": "slug", "app_repository": "github_repo",
+    "environments": "environments", "domain": "fqdn", "staging_domain": "fqdn",
+    "extra_server_names": "fqdn_list", "acme_email": "email", "tls_provided_dir": "abs_path",
+    "certbot_image": "image", "acme_server": "https_url",
+    "cors_allowed_origins": "origin_list", "trusted_proxies": "cidr_list",
+    "api_rate_limit": "rate_per_second", "api_body_size_mb": "body_size_mb",
+    "proxy_read_timeout_seconds": "timeout_seconds",
+    "db_host": "host", "db_port": "tcp_port", "db_name": "db_name", "redis_host": "host", "redis_port": "tcp_port",
+    "host_cpus": "host_cpus", "host_memory_gb": "host_memory_gb", "backend_replicas": "replicas",
+    "backend_port": "port", "frontend_port": "port", "timezone": "timezone",
+    "backend_dir": "rel_path", "backend_jar_glob": "rel_path", "frontend_dir": "rel_path",
+    "frontend_build_dir": "rel_path",
+    "registry_host": "registry_host", "registry_owner": "namespace",
+    "backend_image": "image_repo", "frontend_image": "image_repo",
+    "edge_nginx_image": "image", "frontend_nginx_image": "image", "jre_image": "image", "jdk_image": "image",
+    "node_image": "image", "mysql_image": "image", "redis_image": "image", "adminer_image": "image",
+    "staging_ssh_host": "host", "staging_ssh_user": "unix_user", "staging_deploy_dir": "abs_path",
+    "prod_ssh_host": "host", "prod_ssh_user": "unix_user", "prod_deploy_dir": "abs_path",
 }
 
 
+def _host_fit(answers: Mapping) -> str:
+    """The sizing check of the replica count in a few words (hooks/sizing.py has the numbers)."""
+    return sizing.short_fit_error(answers["host_cpus"], answers["host_memory_gb"], answers["backend_replicas"],
+                                  answers["database"] == "bundled", answers["redis"] == "bundled")
+
+
+# Rules that compare a question's answer with earlier ones: question -> rule over all answers.
+CROSS: dict[str, Callable[[Mapping], str]] = {
+    "staging_domain": lambda a: "same as the production domain" if a["staging_domain"] == a["domain"] else "",
+    "backend_replicas": _host_fit,
+    "frontend_port": lambda a: "taken by the backend port" if a["frontend_port"] == a["backend_port"] else "",
+    "backend_jar_glob": lambda a: "" if str(a["backend_jar_glob"]).endswith(".jar") else "must end in .jar",
+    "frontend_image": lambda a: "same as the backend image" if a["frontend_image"] == a["backend_image"] else "",
+}
+
+_LOWER = {"fqdn", "host", "registry_host"}
+_LISTS = {"fqdn_list", "origin_list", "cidr_list"}
+_AS_GIVEN = {"slug"}  # printed as answered (labels, CA names): a padded slug must fail, not pass
+
+
+def normalize(kind: str, value):
+    """The answer with what cannot matter removed: spaces, the case of host names, a missing list."""
+    if kind in _LISTS:
+        items = [value] if isinstance(value, str) and value.strip() else value
+        if not isinstance(items, list):
+            return value
+        element = {"fqdn_list": "fqdn", "origin_list": "origin", "cidr_list": "cidr"}[kind]
+        return [normalize(element, item) for item in items]
+    if not isinstance(value, str) or kind in _AS_GIVEN:
+        return value
+    text = value.strip()
+    if kind in _LOWER or kind == "origin":
+        return text.lower()
+    if kind == "email" and "@" in text:
+        local, _, domain = text.rpartition("@")
+        return f"{local}@{domain.lower()}"
+    return text
+
+
+def normalized(answers: Mapping) -> dict:
+    """All answers, each normalised by the kind of its question (others as given)."""
+    return {name: normalize(QUESTIONS[name], value) if name in QUESTIONS else value
+            for name, value in answers.items()}
+
+
 def answer_error(kind: str, value) -> str:
-    """"" when `value` is a valid answer of this kind, else what a valid one looks like.
+    """"" when `value` (normalised) is a valid answer of this kind, else what a valid one looks like.
 
     An unknown kind raises KeyError: a typo in copier.yml must not pass every answer.
     """
@@ -154,4 +240,14 @@ def answer_error(kind: str, value) -> str:
         rule = RULES[kind]
     except KeyError:
         raise KeyError(f"no validation rule named {kind!r}") from None
-    return rule(value)
+    return rule(normalize(kind, value))
+
+
+def question_error(name: str, answers: Mapping) -> str:
+    """"" when the answer to question `name` is valid, alone and against the earlier answers."""
+    try:
+        kind = QUESTIONS[name]
+    except KeyError:
+        raise KeyError(f"no question named {name!r} in QUESTIONS") from None
+    clean = normalized(answers)
+    return answer_error(kind, clean[name]) or (CROSS[name](clean) if name in CROSS else "")

@@ -5,9 +5,10 @@
     python3 hooks/readme_table.py --write   # replace the table in README.md
     python3 hooks/readme_table.py --check   # exit 1 when README.md's table differs (tests/test_readme.py)
 
-One row per entry of copier.yml: its name, its default, and its `help` text verbatim. A default
-that calls one of the template's functions (sizing presets, image names) is shown as derived;
-`when: false` entries are computed from the others and never asked.
+One row per entry of copier.yml: its name, when it is asked, its default, and its `help` text
+verbatim. A derived default (hooks/derived.py) shows its derivation; another default that calls
+one of the template's functions (sizing presets) is shown as derived; `when: false` entries are
+computed from the others and never asked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import sys
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import derived  # noqa: E402  (hooks/derived.py, beside this script)
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- answers table: generated from copier.yml by `python3 hooks/readme_table.py --write` -->"
@@ -36,21 +40,43 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", r"\|").replace("<", "&lt;")
 
 
-def _default(value) -> str:
+def _code(text: str) -> str:
+    """A cell's code span: on one line, `|` escaped (inside backticks `<` needs no escape)."""
+    return " ".join(str(text).split()).replace("|", r"\|")
+
+
+def _default(name: str, value) -> str:
+    if name in derived.DERIVED:
+        return _code(derived.describe(name))
     if isinstance(value, str) and "{{" in value and CALL.search(FILTER.sub("", value)):
         return "(derived, see copier.yml)"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return _cell(value)
+    return _code(value)
+
+
+def _asked(question: dict) -> str:
+    """`always`, `advanced` (only with advanced=true), or `if ...` (another answer decides)."""
+    when = question.get("when", True)
+    if when is True:
+        return "always"
+    condition = re.sub(r"^\{\{\s*|\s*\}\}$", "", str(when))
+    if condition == "advanced":
+        return "advanced"
+    if condition.startswith("advanced and "):
+        return f"advanced, if `{_code(condition[len('advanced and '):])}`"
+    return f"if `{_code(condition)}`"
 
 
 def _row(name: str, question: dict) -> str:
-    default = "(computed, never asked)" if question.get("when") is False else f"`{_default(question.get('default'))}`"
-    return f"| `{name}` | {default} | {_cell(question.get('help', ''))} |"
+    if question.get("when") is False:
+        return f"| `{name}` | never | (computed) | {_cell(question.get('help', ''))} |"
+    default = f"`{_default(name, question.get('default'))}`"
+    return f"| `{name}` | {_asked(question)} | {default} | {_cell(question.get('help', ''))} |"
 
 
 def table(config: dict) -> str:
-    lines = ["| answer | default | what it sets |", "|---|---|---|"]
+    lines = ["| answer | asked | default | what it sets |", "|---|---|---|---|"]
     lines += [_row(name, question) for name, question in questions(config).items()]
     return "\n".join([BEGIN, *lines, END])
 

@@ -112,6 +112,28 @@ def _fit_error(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool
     return ""
 
 
+def short_fit_error(
+    cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True
+) -> str:
+    """fit_error in at most 29 characters (the questionnaire's room for it); "" when it fits.
+
+    The breakdown per container is in the template's docs/architecture.md (the size matrix).
+    """
+    memory_mb = int(memory_gb * 1024)
+    if cpus < MIN_HOST_CPUS or memory_mb < MIN_HOST_MEMORY_MB:
+        return f"host below {MIN_HOST_CPUS} cores / {MIN_HOST_MEMORY_MB // 1024} GB"
+    if not 1 <= replicas <= MAX_BACKEND_REPLICAS:
+        return "give at least 1" if replicas < 1 else f"give 1 to {MAX_BACKEND_REPLICAS}"
+    if not _fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, hint=False):
+        return ""
+    need = sum(_minimum_need_mb(replicas, bundled_mysql, bundled_redis).values()) + os_headroom_mb(memory_mb)
+    most = max_replicas(cpus, memory_gb, bundled_mysql, bundled_redis)
+    fix = f"at most {most} fit" if most else "host too small"
+    if need > memory_mb:
+        return f"needs {need / 1024:.1f} GB; {fix}"
+    return f"too little CPU; {fix}"
+
+
 def max_replicas(cpus: float, memory_gb: float, bundled_mysql: bool = True, bundled_redis: bool = True) -> int:
     """The largest replica count that fits (0 when not even one does)."""
     fitting = [

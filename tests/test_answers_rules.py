@@ -12,48 +12,52 @@ from answers_rules import RANGES, RULES, answer_error
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# kind -> (valid answers, [(invalid answer, fragment of its message)]).
+# kind -> (valid answers, [(invalid answer, fragment of its message)]). Valid answers include
+# the forms that normalisation accepts (spaces, upper-case host names, a bare list element).
 EXAMPLES = {
-    "fqdn": (["petory.example.com", "staging.petory.co.kr"],
-             [("https://petory.example.com", "URL"), ("petory", "fully qualified"),
-              ("Petory.Example.com", "lower-case")]),
-    "fqdn_list": ([[], ["www.petory.example.com"]],
-                  [("www.petory.example.com", "YAML list"), (["http://www.petory.example.com"], "looks like a URL")]),
-    "host": (["prod.petory.example.com", "203.0.113.10"], [("not a host", "host name"), ("petory", "IPv4")]),
-    "email": (["ops@petory.example.com"], [("ops", "e-mail"), ("ops-at-petory", "not an e-mail address")]),
-    "slug": (["petory", "petory-v2"], [("P", "slug"), ("Petory App", "not a valid slug")]),
+    "product_name": (["Petory", "Pet Care 2"], [("", "1-40 characters"), ("x" * 41, "1-40 characters")]),
+    "environments": ([["dev"], ["staging", "prod"], "prod"], [([], "at least one"), (["dev", "qa"], "#2: not dev")]),
+    "fqdn": (["petory.example.com", "staging.petory.co.kr", " Petory.Example.com "],
+             [("https://petory.example.com", "a URL"), ("petory", "not a full domain")]),
+    "fqdn_list": ([[], ["www.petory.example.com"], "www.petory.example.com"],
+                  [({"www": 1}, "a list"), (["www.petory.com", "http://www.petory.example.com"], "#2: a URL")]),
+    "host": (["prod.petory.example.com", "203.0.113.10", "PROD.petory.example.com"],
+             [("not a host", "host name"), ("petory", "IPv4")]),
+    "email": (["ops@petory.example.com", " Ops@Petory.Example.com"], [("ops", "e-mail"), ("ops-at-petory", "not an e-mail")]),
+    "slug": (["petory", "petory-v2"], [("P", "3-32"), ("Petory App", "a-z"), (" petory", "a-z")]),
     "image": (["nginx:1.28-alpine", "mysql:8.0", "registry.internal:5000/mirror/redis:7-alpine",
-               "eclipse-temurin:17-jre", "nginx@sha256:" + "a" * 64],
-              [("nginx:latest!", "image reference"), ("Nginx:Latest!", "not an image reference")]),
+               "eclipse-temurin:17-jre", "nginx@sha256:" + "a" * 64, "nginx:1.28-alpine@sha256:" + "b" * 64],
+              [("nginx:latest!", "not an image"), ("Nginx:Latest!", "image reference")]),
     "image_repo": (["ghcr.io/petory-team/petory-backend"], [("ghcr.io/a/b:1", "without tag")]),
-    "registry_host": (["registry.example.com:5000", "ghcr.io"], [("https://registry.example.com", "registry host")]),
-    "namespace": (["petory-team"], [("Team", "namespace"), ("Petory Team", "not a registry owner")]),
+    "registry_host": (["registry.example.com:5000", "ghcr.io", "Registry.Example.com"],
+                      [("https://registry.example.com", "host[:port]")]),
+    "namespace": (["petory-team"], [("Team", "a-z"), ("Petory Team", "a-z, 0-9")]),
     "github_repo": (["petory-team/petory", "Petory/petory.app"],
-                    [("petory", "owner/name"), ("https://github.com/petory-team/petory", "GitHub repository")]),
-    "timezone": (["Asia/Seoul", "UTC"], [("Seoul", "IANA"), ("KST", "IANA"), ("Mars/Olympus", "not an IANA")]),
+                    [("petory", "owner/name"), ("https://github.com/petory-team/petory", "owner/name")]),
+    "timezone": (["Asia/Seoul", "UTC"], [("Seoul", "IANA"), ("EST", "ambiguous"), ("Mars/Olympus", "not an IANA")]),
     "rel_path": (["backend/build/libs/*-SNAPSHOT.jar", "frontend"],
-                 [("/abs/app.jar", "relative"), ("a/../../b.jar", "relative"), ("../other/app.jar", "without '..'")]),
+                 [("/abs/app.jar", "relative"), ("a/../../b.jar", "relative"), ("../other/app.jar", "no '..'")]),
     "abs_path": (["/srv/petory", "/etc/petory/tls"], [("srv", "absolute"), ("/srv/../etc", "absolute")]),
     "unix_user": (["deploy", "_ci"], [("root user", "Unix user"), ("Deploy User", "not a Unix user name")]),
-    "db_name": (["petory", "petory_app"], [("pet-ory", "database name"), ("1petory", "not a database name")]),
+    "db_name": (["petory", "petory_app"], [("pet-ory", "[A-Za-z]"), ("1petory", "[A-Za-z]")]),
     "origin_list": ([[], ["https://partner.petory.example.com", "https://app.example.com:8443"],
-                     ["http://localhost:3000"]],
-                    [("https://a.example.com", "YAML list"), (["*"], "wildcard"), (["https://a.example.com/"], "has a path"),
-                     (["http://a.example.com"], "plain http"), (["https://A.example.com"], "lower-case")]),
-    "cidr_list": ([[], ["10.0.0.0/8", "203.0.113.10"], ["2001:db8::/32"]],
-                  [("10.0.0.0/8", "YAML list"), (["0.0.0.0/0"], "trust every address"), (["::/0"], "trust every address"),
+                     ["http://localhost:3000"], "https://a.example.com", ["https://A.example.com"]],
+                    [(7, "a list"), (["*"], "#1: no wildcards"), (["https://a.example.com/"], "has a path"),
+                     (["http://a.example.com"], "need https")]),
+    "cidr_list": ([[], ["10.0.0.0/8", "203.0.113.10"], ["2001:db8::/32"], "10.0.0.0/8"],
+                  [(7, "a list"), (["0.0.0.0/0"], "trusts every address"), (["::/0"], "trusts every address"),
                    (["10.0.0.1/8"], "not a CIDR"), (["lb.example.com"], "not a CIDR")]),
     "https_url": (["https://acme-staging-v02.api.letsencrypt.org/directory", "https://pebble:14000/dir"],
                   [("http://acme.example.com/directory", "https://")]),
     # Whole-number ranges (RANGES): both ends pass, one past each end fails.
-    "port": ([1024, 8080, "3000", 65535], [(80, "not an unprivileged TCP port"), ("http", "unprivileged"),
-                                           (65536, "from 1024 to 65535")]),
-    "tcp_port": ([1, 3306, 65535], [(0, "not a TCP port"), (65536, "from 1 to 65535"), (True, "TCP port")]),
-    "host_cpus": ([2, 4, 256], [(1, "from 2 (the minimum) to 256"), (257, "not a CPU core count")]),
-    "host_memory_gb": ([4, 8, 2048], [(2, "from 4 (the minimum)"), (4096, "not a host memory size in whole GB")]),
-    "body_size_mb": ([1, 10, 1024], [(0, "from 1 to 1024"), (2048, "from 1 to 1024")]),
-    "timeout_seconds": ([5, 60, 3600], [(1, "from 5 to 3600"), (3601, "timeout")]),
-    "rate_per_second": ([1, 20, 10000], [("fast", "request rate"), (0, "from 1 to 10000")]),
+    "port": ([1024, 8080, "3000", 65535], [(80, "give 1024 to 65535"), ("http", "1024 to"), (65536, "to 65535")]),
+    "tcp_port": ([1, 3306, 65535], [(0, "at least 1"), (65536, "1 to 65535"), (True, "1 to 65535")]),
+    "host_cpus": ([2, 4, 256], [(1, "give 2 to 256"), (257, "2 to 256")]),
+    "host_memory_gb": ([4, 8, 2048], [(2, "give 4 to"), (4096, "4 to 2048")]),
+    "replicas": ([1, 8], [(0, "at least 1"), (9, "1 to 8")]),
+    "body_size_mb": ([1, 10, 1024], [(0, "at least 1"), (2048, "1 to 1024")]),
+    "timeout_seconds": ([5, 60, 3600], [(1, "5 to 3600"), (3601, "5 to 3600")]),
+    "rate_per_second": ([1, 20, 10000], [("fast", "1 to 10000"), (0, "at least 1")]),
 }
 
 VALID = [(kind, value) for kind, (valid, _) in EXAMPLES.items() for value in valid]
@@ -76,43 +80,119 @@ def test_invalid_answers_say_what_is_expected(kind, value, fragment):
     assert fragment in message, message
 
 
+LONG_ANSWERS = ["x" * 300, "https://" + "a" * 200 + ".example.com/path", [("a" * 200) + ".example"]]
+
+
+@pytest.mark.parametrize("question", sorted(answers_rules.QUESTIONS))
+def test_every_message_fits_the_questionnaires_line(question):
+    """Copier prints "Validation error for question '<name>': <message>" on one line, cut at
+    the terminal's width (tests/test_questionnaire.py sees it in a real 80-column pty)."""
+    kind = answers_rules.QUESTIONS[question]
+    messages = [answer_error(kind, value) for value, _ in EXAMPLES[kind][1]]
+    messages += [answer_error(kind, value) for value in LONG_ANSWERS]
+    messages += [answers_rules.question_error(question, _answers(**changes))
+                 for name, changes, _ in CROSS_CASES if name == question]
+    room = answers_rules.message_room(question)
+    for message in filter(None, messages):
+        assert len(message) <= room and "\n" not in message, f"{question}: {len(message)} > {room}: {message}"
+
+
+def _answers(**changes) -> dict:
+    answers = {"domain": "petory.example.com", "staging_domain": "staging.petory.example.com",
+               "backend_port": 8080, "frontend_port": 3000, "backend_jar_glob": "backend/build/libs/*.jar",
+               "backend_image": "ghcr.io/t/petory-backend", "frontend_image": "ghcr.io/t/petory-frontend",
+               "host_cpus": 4, "host_memory_gb": 8, "backend_replicas": 2, "database": "bundled", "redis": "bundled"}
+    return {**answers, **changes}
+
+
+CROSS_CASES = [
+    ("staging_domain", {"staging_domain": " Petory.Example.com"}, "same as the production"),
+    ("frontend_port", {"frontend_port": 8080}, "taken by the backend"),
+    ("backend_jar_glob", {"backend_jar_glob": "backend/build/libs/*"}, "end in .jar"),
+    ("frontend_image", {"frontend_image": "ghcr.io/t/petory-backend"}, "same as the backend"),
+    ("backend_replicas", {"backend_replicas": 0}, "give at least 1"),
+    ("backend_replicas", {"backend_replicas": 8, "host_cpus": 2, "host_memory_gb": 4}, "at most 1 fit"),
+    ("backend_replicas", {"backend_replicas": 8, "host_cpus": 4, "host_memory_gb": 8}, "needs 10.9 GB; at most 5 fit"),
+    ("host_memory_gb", {"host_memory_gb": 3}, "give 4 to 2048"),
+]
+
+
+@pytest.mark.parametrize("question,changes,fragment", CROSS_CASES)
+def test_cross_rules_name_the_real_problem(question, changes, fragment):
+    message = answers_rules.question_error(question, _answers(**changes))
+    assert fragment in message, message
+    assert answers_rules.question_error(question, _answers()) == ""
+
+
+def test_every_cross_rule_has_a_case_and_a_question():
+    assert {question for question, _, _ in CROSS_CASES} >= set(answers_rules.CROSS)
+    assert set(answers_rules.CROSS) <= set(answers_rules.QUESTIONS)
+
+
+def test_normalisation_where_the_meaning_is_clear():
+    n = answers_rules.normalized({"domain": " Petory.COM ", "extra_server_names": "WWW.petory.com",
+                                  "acme_email": " Ops@Petory.COM", "trusted_proxies": "10.0.0.0/8",
+                                  "project_slug": " petory", "unlisted": " as is "})
+    assert n == {"domain": "petory.com", "extra_server_names": ["www.petory.com"], "acme_email": "Ops@petory.com",
+                 "trusted_proxies": ["10.0.0.0/8"], "project_slug": " petory", "unlisted": " as is "}
+
+
 def test_answer_error_looks_the_kind_up_in_the_table(monkeypatch):
     monkeypatch.setitem(RULES, "always-wrong", lambda value: f"no: {value}")
     assert answer_error("always-wrong", 1) == "no: 1"
 
 
-def test_unknown_rule_is_a_programming_error():
+def test_unknown_rule_or_question_is_a_programming_error():
     with pytest.raises(KeyError, match="no validation rule named 'nope'"):
         answer_error("nope", "x")
+    with pytest.raises(KeyError, match="no question named 'nope'"):
+        answers_rules.question_error("nope", {})
 
 
 def test_every_range_is_a_rule_and_names_its_bounds():
     for kind, (low, high, *_) in RANGES.items():
         assert answer_error(kind, low) == answer_error(kind, high) == ""
-        assert f"from {low}" in answer_error(kind, low - 1) and f"to {high}" in answer_error(kind, high + 1)
+        assert answer_error(kind, high + 1) == f"give {low} to {high}"
+        assert answer_error(kind, low - 1) == (f"give {low} to {high}" if low > 1 else "give at least 1")
 
 
 def test_host_minimums_match_the_sizing_module():
     assert RANGES["host_cpus"][0] == sizing.MIN_HOST_CPUS
     assert RANGES["host_memory_gb"][0] * 1024 == sizing.MIN_HOST_MEMORY_MB
+    assert RANGES["replicas"][1] == sizing.MAX_BACKEND_REPLICAS
 
 
 def test_combinators():
-    pattern = answers_rules._pattern(re.compile(r"^a+$"), "'{}' is not a's")
-    assert pattern("aaa") == "" and pattern("ab") == "'ab' is not a's"
-    each = answers_rules._each(pattern, "a's", "[aa]")
-    assert each(["a", "aa"]) == "" and each(["a", "b", "c"]) == "'b' is not a's"
-    assert each("a") == "give a YAML list of a's, e.g. [aa] or []"
-    bounded = answers_rules._range(2, 4, "two to four", "the least")
+    pattern = answers_rules._pattern(re.compile(r"^a+$"), "not a's")
+    assert pattern("aaa") == "" and pattern("ab") == "not a's"
+    each = answers_rules._each(pattern)
+    assert each(["a", "aa"]) == "" and each(["a", "b", "c"]) == "#2: not a's"
+    assert each(7) == "give a list: [a, b]"
+    bounded = answers_rules._range(2, 4)
     assert bounded(3) == bounded("4") == ""
-    assert bounded(False) == "'False' is not two to four: a whole number from 2 (the least) to 4"
+    assert bounded(False) == bounded(5) == "give 2 to 4"
 
 
-def test_copier_yml_calls_only_known_rules_and_has_no_inline_ranges():
-    text = (ROOT / "copier.yml").read_text()
-    config = yaml.safe_load(text)
-    validators = {k: v["validator"] for k, v in config.items() if isinstance(v, dict) and "validator" in v}
-    kinds = {m for v in validators.values() for m in re.findall(r"answer_error\('([a-z_]+)'", v)}
-    assert kinds <= set(RULES), kinds - set(RULES)
-    for name in ("db_port", "redis_port", "host_cpus", "host_memory_gb"):
-        assert "answer_error(" in validators[name] and "<" not in validators[name], validators[name]
+def test_the_room_for_a_message_is_what_copier_leaves():
+    assert answers_rules.message_room("domain") == 79 - len("Validation error for question 'domain': ")
+
+
+QUESTIONS_IN_COPIER_YML = {name: spec for name, spec in yaml.safe_load((ROOT / "copier.yml").read_text()).items()
+                           if not name.startswith("_") and isinstance(spec, dict)}
+
+
+def test_every_validator_is_the_check_of_its_own_question():
+    validated = {name: spec["validator"] for name, spec in QUESTIONS_IN_COPIER_YML.items() if "validator" in spec}
+    for name, validator in validated.items():
+        assert validator == f"{{{{ check('{name}') }}}}", f"{name}: {validator}"
+    assert set(validated) == set(answers_rules.QUESTIONS), set(validated) ^ set(answers_rules.QUESTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(QUESTIONS_IN_COPIER_YML))
+def test_help_and_choices_fit_80_columns(name):
+    """Copier prints `🎤 <help>` (3 columns of prefix) and each choice indented by 2-4."""
+    spec = QUESTIONS_IN_COPIER_YML[name]
+    for line in str(spec.get("help", "")).splitlines():
+        assert len(line) <= 80 - 3, f"{name}: help line of {len(line)} chars: {line}"
+    for label in spec.get("choices") or ():
+        assert len(str(label)) <= 80 - 4, f"{name}: choice of {len(str(label))} chars: {label}"
