@@ -71,13 +71,13 @@ def run(light: bool, runs: int, log=print) -> list[str]:
     rows, durations = [], {"deploy": [], "rollback": []}
     with tempfile.TemporaryDirectory(prefix="petory-deploy-bench-") as tmp:
         project = render(Path(tmp) / "repo", {**ANSWERS, **base})
-        for version in ("b1", "b2"):
+        for version in ("1.0.1", "1.0.2"):
             build(project, version)
         stack = Stack(project, "prod", "petory.example.com", version=None,
                       backend_image="petory-bench/backend", frontend_image="petory-bench/frontend")
         try:
-            stack.run("scripts/deploy.sh", "prod", "b1", "--no-pull", timeout=900)
-            versions = ["b2", "b1"]
+            stack.run("scripts/deploy.sh", "prod", "1.0.1", "--no-pull", timeout=900)
+            versions = ["1.0.2", "1.0.1"]
             for attempt in range(1 if light else runs):
                 target = versions[attempt % 2]
                 load, took = measured(stack, lambda: naive_recreate(stack, target))
@@ -96,7 +96,7 @@ def run(light: bool, runs: int, log=print) -> list[str]:
             durations["rollback"].append(time.monotonic() - began)
         finally:
             stack.down(volumes=True)
-            for version in ("b1", "b2"):
+            for version in ("1.0.1", "1.0.2"):
                 for app in ("backend", "frontend"):
                     subprocess.run(["docker", "image", "rm", "-f", IMAGE.format(app=app, version=version)],
                                    capture_output=True)

@@ -196,3 +196,9 @@ def test_help_and_choices_fit_80_columns(name):
         assert len(line) <= 80 - 3, f"{name}: help line of {len(line)} chars: {line}"
     for label in spec.get("choices") or ():
         assert len(str(label)) <= 80 - 4, f"{name}: choice of {len(str(label))} chars: {label}"
+
+
+def test_every_rule_is_explained_in_the_docs():
+    docs = (ROOT / "docs" / "answers.md").read_text()
+    for kind in RULES:
+        assert f"| `{kind}` |" in docs, f"docs/answers.md has no row for the rule {kind}"

@@ -301,6 +301,13 @@ def test_tasks_leave_tracked_files_unchanged(base_project, template_repo, tmp_pa
 
 # --------------------------------------------------------------------------- 0.1.0 (root) -> 0.2.0 (deploy/)
 
+# Answers that 0.3.0 moved behind `advanced`, customised in the 0.1.0 installation: hidden
+# questions are not recorded, so without the migration each would silently return to its default.
+OPERATOR_ADVANCED = {"mysql_image": "mirror.internal/library/mysql:8.0", "prod_ssh_user": "ops",
+                     "staging_deploy_dir": "/opt/petory", "api_body_size_mb": 25,
+                     "frontend_nginx_image": "mirror.internal/library/nginx:1.28-alpine"}
+
+
 @pytest.fixture(scope="module")
 def layout_move(tmp_path_factory) -> dict:
     """A 0.1.0 repository (files at the root) with operator edits, moved into deploy/ by the
@@ -310,7 +317,8 @@ def layout_move(tmp_path_factory) -> dict:
         pytest.skip(f"this checkout has neither a {ROOT_LAYOUT_RELEASE} tag nor a 'Release {ROOT_LAYOUT_RELEASE}' commit")
     work = tmp_path_factory.mktemp("layout")
     template = build_layout_template_repo(work / "template-origin", commit)
-    project = copy_project(template, work / "petory", ROOT_LAYOUT_RELEASE, app=False)
+    advanced = [arg for key, value in OPERATOR_ADVANCED.items() for arg in ("--data", f"{key}={value}")]
+    project = copy_project(template, work / "petory", ROOT_LAYOUT_RELEASE, *advanced, app=False)
     expected = operator_edits(project, ".")
     secrets = {path.name: path.read_bytes() for path in (project / "env").glob("*.env")}
     assert secrets, "0.1.0 generated no env files?"
@@ -450,3 +458,19 @@ def test_copier_yml_migrations_are_versioned_and_exist():
             if "hooks/migrations/" in str(part):
                 script = str(part).split("hooks/migrations/", 1)[1]
                 assert (TEMPLATE_SOURCE / "hooks/migrations" / script).is_file(), f"missing migration {script}"
+
+
+def test_layout_move_keeps_every_customised_advanced_answer(layout_move):
+    """follow_derived.py switched `advanced` on, so the hidden questions kept their answers."""
+    answers = yaml.safe_load((layout_move["project"] / ".copier-answers.yml").read_text())
+    assert answers.get("advanced") is True, output(layout_move["update"])
+    assert {key: answers.get(key) for key in OPERATOR_ADVANCED} == OPERATOR_ADVANCED
+    assert "mirror.internal/library/mysql:8.0" in (layout_move["project"] / DEPLOY / "compose.yaml").read_text()
+
+
+def test_layout_move_treats_0_1_0_defaults_as_derived(layout_move):
+    """0.1.0 recorded acme_email = ops@<domain> and friends: they follow their sources from now on."""
+    log = output(layout_move["update"])
+    for name in ("staging_domain", "acme_email", "staging_ssh_host", "prod_ssh_host", "db_name"):
+        assert f"follow_derived: {name} follows" in log, log
+    assert "follow_derived: staging_deploy_dir follows" not in log  # the operator's own directory

@@ -88,7 +88,7 @@ def deployment(base_images, tmp_path_factory, summary):
                   backend_image=f"{registry.host}/petory/backend", frontend_image=f"{registry.host}/petory/frontend")
     deployment = Deployment(stack, registry)
     try:
-        for version, healthy in (("v1", True), ("v2", True), ("v3-broken", False)):
+        for version, healthy in (("1.0.1", True), ("1.0.2", True), ("1.0.3", False)):
             deployment.publish(version, healthy)
         yield deployment
     finally:
@@ -105,11 +105,11 @@ def deployment(base_images, tmp_path_factory, summary):
 
 def test_first_deploy_starts_the_stack(deployment, summary):
     began = time.monotonic()
-    deployment.deploy("v1")
+    deployment.deploy("1.0.1")
     summary.append(f"deploy: first deploy of v1 (whole stack) took {time.monotonic() - began:.1f} s")
-    assert deployment.api_version() == (200, "v1")
-    assert deployment.page_version() == (200, "v1")
-    assert deployment.state("current").strip() == "v1"
+    assert deployment.api_version() == (200, "1.0.1")
+    assert deployment.page_version() == (200, "1.0.1")
+    assert deployment.state("current").strip() == "1.0.1"
 
 
 def deploy_under_load(deployment, send, app: str, version: str, summary, slow_version: str) -> Load:
@@ -142,20 +142,20 @@ def deploy_under_load(deployment, send, app: str, version: str, summary, slow_ve
 
 
 def test_backend_deploy_under_load_has_no_failed_request(deployment, summary):
-    deploy_under_load(deployment, deployment.api_version, "backend", "v2", summary, slow_version="v1")
-    assert deployment.api_version() == (200, "v2")
+    deploy_under_load(deployment, deployment.api_version, "backend", "1.0.2", summary, slow_version="1.0.1")
+    assert deployment.api_version() == (200, "1.0.2")
 
 
 def test_frontend_deploy_under_load_has_no_failed_request(deployment, summary):
-    deploy_under_load(deployment, deployment.page_version, "frontend", "v2", summary, slow_version="v2")
-    assert deployment.page_version() == (200, "v2")
+    deploy_under_load(deployment, deployment.page_version, "frontend", "1.0.2", summary, slow_version="1.0.2")
+    assert deployment.page_version() == (200, "1.0.2")
     history = deployment.state("history").splitlines()
-    assert [line.split()[2] for line in history] == ["v1", "v2", "v2"]
-    assert deployment.state("current").strip() == "v2"
+    assert [line.split()[2] for line in history] == ["1.0.1", "1.0.2", "1.0.2"]
+    assert deployment.state("current").strip() == "1.0.2"
 
 
 def test_broken_version_is_rolled_back_automatically(deployment, summary):
-    image = f"{deployment.registry.host}/petory/backend:v3-broken"
+    image = f"{deployment.registry.host}/petory/backend:1.0.3"
     subprocess.run(["docker", "pull", "-q", image], check=True, capture_output=True)
     healthcheck = json.loads(subprocess.run(["docker", "image", "inspect", "--format",
                                              "{{json .Config.Healthcheck}}", image], capture_output=True,
@@ -163,7 +163,7 @@ def test_broken_version_is_rolled_back_automatically(deployment, summary):
     timeout = (healthcheck["StartPeriod"] + healthcheck["Retries"] * (healthcheck["Interval"] + healthcheck["Timeout"])) / 1e9
     with Load(deployment.api_version, rate=64, threads=16, max_seconds=400) as load:
         began = time.monotonic()
-        proc = deployment.deploy("v3-broken", "--only", "backend", check=False)
+        proc = deployment.deploy("1.0.3", "--only", "backend", check=False)
         took = time.monotonic() - began
     summary.append(f"deploy: broken v3 refused after {took:.1f} s (health timeout {timeout:.0f} s); "
                    f"{len(load.samples)} requests, {len(load.failures)} failed")
@@ -172,11 +172,11 @@ def test_broken_version_is_rolled_back_automatically(deployment, summary):
     assert "health check did not pass" in stderr and "Traffic stayed on backend-" in stderr
     assert "last log lines" in stderr  # the failing container's logs are shown
     assert took <= timeout + 10 + 10  # the script's own margin is 10 s; 10 s more for pulling and startup
-    assert not load.failures and {s.version for s in load.samples} == {"v2"}
+    assert not load.failures and {s.version for s in load.samples} == {"1.0.2"}
     running = subprocess.run(["docker", "ps", "-a", "--filter", f"ancestor={image}", "-q"], capture_output=True,
                              text=True).stdout.split()
     assert running == []
-    assert deployment.api_version() == (200, "v2")
+    assert deployment.api_version() == (200, "1.0.2")
 
 
 def test_rollback_works_without_a_registry(deployment, summary):
@@ -185,7 +185,7 @@ def test_rollback_works_without_a_registry(deployment, summary):
     proc = deployment.stack.run("scripts/rollback.sh", "prod", "--yes", check=False, timeout=600)
     summary.append(f"rollback: v2 -> v1 with the registry down took {time.monotonic() - began:.1f} s")
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    assert deployment.api_version() == (200, "v1") and deployment.page_version() == (200, "v1")
+    assert deployment.api_version() == (200, "1.0.1") and deployment.page_version() == (200, "1.0.1")
     deployment.registry.start()
 
 
@@ -193,18 +193,18 @@ def test_previous_images_are_kept_for_rollback(deployment):
     for app in ("backend", "frontend"):
         tags = subprocess.run(["docker", "image", "ls", "--format", "{{.Tag}}",
                                f"{deployment.registry.host}/petory/{app}"], capture_output=True, text=True).stdout.split()
-        assert {"v1", "v2"} <= set(tags), (app, tags)
+        assert {"1.0.1", "1.0.2"} <= set(tags), (app, tags)
 
 
 def test_two_deploys_started_together_do_not_overlap(deployment):
-    first = deployment.popen("deploy.sh", "v2")
-    second = deployment.popen("deploy.sh", "v2")
+    first = deployment.popen("deploy.sh", "1.0.2")
+    second = deployment.popen("deploy.sh", "1.0.2")
     results = [(p.wait(timeout=600), p.stderr.read().decode()) for p in (first, second)]
     codes = sorted(code for code, _ in results)
     assert codes[0] == 0 and codes[1] != 0, results
     refused = next(err for code, err in results if code != 0)
     assert "another deploy of prod holds" in refused
-    assert deployment.api_version() == (200, "v2")
+    assert deployment.api_version() == (200, "1.0.2")
 
 
 def test_backup_destroy_restore_gives_identical_rows(deployment, summary):
