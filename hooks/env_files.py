@@ -25,6 +25,10 @@ from pathlib import Path
 ALPHABET = string.ascii_letters + string.digits  # safe in URLs, shells, YAML and MySQL/Redis configs
 GENERATED = re.compile(r"^<generated:(\d+)>$")
 ENVIRONMENTS = ("dev", "staging", "prod")
+# Environments that run on a server (hooks/deployment.py's model and scripts/lib/common.sh use the
+# same list). Their env file holds the secrets their database and Redis were created with: it is
+# copied from the secret store, and `--add-missing` creates one from nothing only with `--force`.
+SERVER_ENVIRONMENTS = ("staging", "prod")
 SECRET_FILE_MODE = 0o600
 KEY_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
@@ -120,6 +124,14 @@ def environments_in(repo: Path) -> list[str]:
     return [env for env in ENVIRONMENTS if (repo / f"compose.{env}.yaml").exists()]
 
 
+def missing_file_advice(env: str) -> str:
+    """What to do about a missing env/<env>.env: a server's comes from the secret store."""
+    if env in SERVER_ENVIRONMENTS:
+        return (f"copy it from the secret store (new secrets would not match the {env} database); "
+                f"only for a new server: python3 scripts/env_files.py --env {env} --add-missing --force")
+    return f"create it with: make env-sync ENV={env}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Check or complete the gitignored env/<env>.env files against env/.env.example.",
@@ -129,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the deployment folder (default: the one holding this script)")
     parser.add_argument("--env", action="append", choices=ENVIRONMENTS, help="environment (default: all generated)")
     parser.add_argument("--add-missing", action="store_true", help="append missing keys with new secrets")
+    parser.add_argument("--force", action="store_true",
+                        help=f"with --add-missing, also create a missing env file of a server environment "
+                             f"({', '.join(SERVER_ENVIRONMENTS)}) with all-new secrets")
     parser.add_argument("--secure", action="store_true", help="only set mode 0600 on existing env files")
     args = parser.parse_args(argv)
 
@@ -136,16 +151,28 @@ def main(argv: list[str] | None = None) -> int:
     if not example.exists():
         print(f"env-sync: {example} is missing", file=sys.stderr)
         return 1
+    generated = environments_in(args.repo)
+    unknown = [env for env in args.env or [] if env not in generated]
+    if unknown:
+        print(f"env-sync: {', '.join(unknown)} is not an environment of {args.repo} (no compose.<env>.yaml); "
+              f"use one of: {', '.join(generated)}", file=sys.stderr)
+        return 2
     status = 0
-    for env in args.env or environments_in(args.repo):
+    for env in args.env or generated:
         env_file = args.repo / "env" / f"{env}.env"
         if args.secure:
             if env_file.exists():
                 os.chmod(env_file, SECRET_FILE_MODE)
             continue
+        if not env_file.exists() and (not args.add_missing or (env in SERVER_ENVIRONMENTS and not args.force)):
+            status = 1
+            print(f"env-sync: {env_file} is missing: {missing_file_advice(env)}", file=sys.stderr)
+            continue
         if args.add_missing:
+            created = not env_file.exists()
             added = add_missing(example, env_file)
-            print(f"env-sync: {env_file}: " + (f"added {', '.join(added)}" if added else "complete"))
+            print(f"env-sync: {env_file}: " + ("created with new secrets" if created
+                                                else f"added {', '.join(added)}" if added else "complete"))
             continue
         keys = missing_keys(example, env_file)
         if keys:

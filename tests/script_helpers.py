@@ -12,10 +12,10 @@ from pathlib import Path
 ANSWER_SET = "servers-only"
 
 
-def private_copy(rendered, tmp_path: Path) -> Path:
+def private_copy(rendered, tmp_path: Path, answer_set: str = ANSWER_SET) -> Path:
     """A copy of the shared render that a test may change; returns its deploy/ folder."""
     root = tmp_path / "project"
-    shutil.copytree(rendered(ANSWER_SET), root, symlinks=True)
+    shutil.copytree(rendered(answer_set), root, symlinks=True)
     return root / "deploy"
 
 
@@ -40,3 +40,14 @@ def bash(deploy: Path, code: str, *, libs=("common",), env: dict | None = None, 
     """Run CODE in bash with the scripts' strict mode and the given scripts/lib/<name>.sh sourced."""
     sources = "".join(f"source scripts/lib/{lib}.sh\n" for lib in libs)
     return run(deploy, "bash", "-c", f"set -Eeuo pipefail\n{sources}{code}", env=env, input=input)
+
+
+def reasons(proc) -> list[str]:
+    """The script's stderr lines without log()'s time of day ("12:34:56 ERROR: ..." -> "ERROR: ...")."""
+    return [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in proc.stderr.splitlines()]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under FOLDER with its size and modification time: compare two to see a write."""
+    return {str(path.relative_to(folder)): (path.lstat().st_size, path.lstat().st_mtime_ns)
+            for path in sorted(folder.rglob("*"))}

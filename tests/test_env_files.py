@@ -78,3 +78,62 @@ def test_every_entry_is_filled_the_way_env_sync_fills_it():
 def test_env_file_partial_fills_values_through_env_files():
     partial = (Path(__file__).resolve().parent.parent / "partials" / "env-file.jinja").read_text()
     assert "fill_value(e.value)" in partial and "<generated:" not in partial and "[11:" not in partial
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A deployment folder with all three environments and their env files, complete."""
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env/.env.example").write_text("A=1\nB=<generated:32>\n")
+    for env in env_files.ENVIRONMENTS:
+        (tmp_path / f"compose.{env}.yaml").write_text("services: {}\n")
+        (tmp_path / f"env/{env}.env").write_text("A=1\nB=kept-secret-of-the-database\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("env", env_files.SERVER_ENVIRONMENTS)
+def test_env_sync_does_not_make_a_server_env_file_from_nothing(repo, capsys, env):
+    """New secrets would lock the server's database out: the file comes from the secret store."""
+    (repo / f"env/{env}.env").unlink()
+    assert env_files.main(["--repo", str(repo), "--env", env, "--add-missing"]) == 1
+    assert not (repo / f"env/{env}.env").exists()
+    err = capsys.readouterr().err
+    assert err == (f"env-sync: {repo}/env/{env}.env is missing: copy it from the secret store (new secrets would not "
+                   f"match the {env} database); only for a new server: python3 scripts/env_files.py --env {env} "
+                   "--add-missing --force\n")
+    assert env_files.main(["--repo", str(repo), "--env", env]) == 1  # the check gives the same advice
+    assert "make env-sync" not in capsys.readouterr().err
+    assert env_files.main(["--repo", str(repo), "--env", env, "--add-missing", "--force"]) == 0
+    assert f"{env}.env: created with new secrets" in capsys.readouterr().out
+    assert len(env_files.parse_env((repo / f"env/{env}.env").read_text())["B"]) == 32
+
+
+def test_env_sync_still_completes_an_existing_server_env_file(repo):
+    (repo / "env/.env.example").write_text("A=1\nB=<generated:32>\nC=<generated:40>\n")
+    assert env_files.main(["--repo", str(repo), "--env", "prod", "--add-missing"]) == 0
+    values = env_files.parse_env((repo / "env/prod.env").read_text())
+    assert values["B"] == "kept-secret-of-the-database" and len(values["C"]) == 40
+
+
+def test_env_sync_makes_a_dev_env_file(repo, capsys):
+    (repo / "env/dev.env").unlink()
+    assert env_files.main(["--repo", str(repo), "--env", "dev"]) == 1
+    assert capsys.readouterr().err == f"env-sync: {repo}/env/dev.env is missing: create it with: make env-sync ENV=dev\n"
+    assert env_files.main(["--repo", str(repo), "--env", "dev", "--add-missing"]) == 0
+    assert set(env_files.parse_env((repo / "env/dev.env").read_text())) == {"A", "B"}
+
+
+def test_env_sync_refuses_an_environment_the_repository_lacks(repo, capsys):
+    (repo / "compose.dev.yaml").unlink()
+    (repo / "env/dev.env").unlink()
+    assert env_files.main(["--repo", str(repo), "--env", "dev", "--add-missing"]) == 2
+    assert capsys.readouterr().err == (f"env-sync: dev is not an environment of {repo} (no compose.<env>.yaml); "
+                                       "use one of: staging, prod\n")
+    assert not (repo / "env/dev.env").exists()
+
+
+def test_server_environments_are_the_models():
+    import deployment
+
+    assert env_files.ENVIRONMENTS == deployment.ENVIRONMENTS
+    assert env_files.SERVER_ENVIRONMENTS == deployment.SERVER_ENVIRONMENTS

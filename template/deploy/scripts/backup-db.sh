@@ -76,6 +76,7 @@ main() {
     parse_args 1 1 "$@"
     env="${POSITIONAL[0]}"
     require_env "${env}"
+    require_docker
     [[ -n "$(compose "${env}" ps -q mysql 2>/dev/null)" ]] || die "the mysql service of ${env} is not running"
 
     dir="${DEPLOY_DIR}/backups/${env}"

@@ -12,7 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/certificates.sh"
 
 usage() {
     cat <<USAGE
-Usage: scripts/certificates.sh ca <env>
+Usage: scripts/certificates.sh <command> <arguments...>, one of:
+       scripts/certificates.sh ca <env>
        scripts/certificates.sh issue <env> <out-dir> <name> [<name>...]
        scripts/certificates.sh expiry <file>
 

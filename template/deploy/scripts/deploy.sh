@@ -17,8 +17,9 @@ usage() {
     cat <<USAGE
 Usage: scripts/deploy.sh <env> <version> [options]
 
-Deploys image tag <version> (immutable: sha-<commit> or a release tag, never 'latest') of the
-backend and frontend to <env> with zero downtime, and rolls back automatically on failure.
+Deploys image tag <version> of the backend and frontend to <env> with zero downtime, and rolls
+back automatically on failure. <version> is an immutable tag: sha-<commit> (7 to 40 hex digits)
+or a release MAJOR.MINOR.PATCH (v1.2.3 or 1.2.3); tags such as latest or main are refused.
 
 Options:
   --only backend|frontend   deploy one app only (default: both, backend first)
@@ -28,6 +29,8 @@ Options:
   --keep-images N           previous versions kept on the host for rollback (default 5, minimum 3)
   --force                   replace the apps even if they already run <version> (applies changed
                             env files or compose settings with zero downtime)
+  --allow-mutable-tag       deploy any other valid tag, with a warning (what runs can then change
+                            under the same tag, and a rollback to it may not restore it)
   -h, --help                this help
 USAGE
 }
@@ -39,7 +42,8 @@ wait_lock=0
 drain_timeout=90
 keep_images=5
 force=0
-OPTIONS=(--only= --no-pull --wait-lock= --drain-timeout= --keep-images= --force)
+allow_mutable_tag=0
+OPTIONS=(--only= --no-pull --wait-lock= --drain-timeout= --keep-images= --force --allow-mutable-tag)
 
 option() {
     case "$1" in
@@ -49,6 +53,7 @@ option() {
         --drain-timeout) require_number "$1" "$2"; drain_timeout="$2" ;;
         --keep-images) require_number "$1" "$2" 3; keep_images="$2" ;; # rollback needs versions to go back to
         --force) force=1 ;;
+        --allow-mutable-tag) allow_mutable_tag=1 ;;
     esac
 }
 
@@ -290,8 +295,8 @@ main() {
     env="${POSITIONAL[0]}"
     version="${POSITIONAL[1]}"
     require_env "${env}"
-    [[ "${version}" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'${version}' is not a valid image tag"
-    [[ "${version}" != latest ]] || die "refusing the mutable tag 'latest': deploy an immutable tag (sha-<commit> or a release)"
+    require_tag "${version}" "${allow_mutable_tag}"
+    require_docker
     ensure_state "${env}"
     state="$(state_dir "${env}")"
     take_lock "${env}" "${wait_lock}" "deploy of ${version}" # one deploy per environment at a time

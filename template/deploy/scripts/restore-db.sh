@@ -22,8 +22,9 @@ main() {
     env="${POSITIONAL[0]}"
     dump="${POSITIONAL[1]}"
     require_env "${env}"
-    [[ -r "${dump}" ]] || die "cannot read ${dump}"
-    gzip -t "${dump}" || die "${dump} is not a valid gzip file"
+    [[ -f "${dump}" && -r "${dump}" ]] || die "cannot read ${dump}"
+    gzip -t "${dump}" 2>/dev/null || die "${dump} is not a valid gzip file"
+    require_docker
 
     ensure_state "${env}"
     take_lock "${env}" 0 "restore of ${dump}" # no deploy may start while the data is replaced

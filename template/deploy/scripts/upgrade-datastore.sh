@@ -8,7 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
     cat <<USAGE
-Usage: scripts/upgrade-datastore.sh <env> mysql|redis [--yes]
+Usage: scripts/upgrade-datastore.sh <env> <mysql|redis> [--yes]
 
 Before: change the image (copier update --data mysql_image=... or edit compose.yaml) and commit.
 Steps: backup (mysqldump, or a Redis BGSAVE copied to backups/<env>/), pull the new image,
@@ -40,6 +40,7 @@ main() {
     service="${POSITIONAL[1]}"
     require_env "${env}"
     [[ "${service}" == mysql || "${service}" == redis ]] || usage_error "the service must be mysql or redis, not '${service}'"
+    require_docker
     [[ -n "$(compose "${env}" ps -q "${service}")" ]] || die "${service} of ${env} is not running"
 
     ensure_state "${env}"

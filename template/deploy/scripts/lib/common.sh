@@ -6,6 +6,14 @@
 # shellcheck disable=SC2034 # DEPLOY_DIR and ENVIRONMENTS are used by the scripts that source this file
 DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)" # the folder that holds compose.yaml
 ENVIRONMENTS=(dev staging prod)
+# Environments that run on a server: their env file holds the secrets the data volumes were
+# created with, so it is copied from the secret store, never generated anew (scripts/env_files.py
+# has the same list).
+SERVER_ENVIRONMENTS=(staging prod)
+# The image tags a deploy takes: sha-<commit> (what CI pushes for every commit) or a release
+# MAJOR.MINOR.PATCH with an optional "v". Other tags (latest, main, stable) can be moved to
+# another image, so neither a deploy nor a rollback would know what it runs.
+IMMUTABLE_TAG='^(sha-[0-9a-f]{7,40}|v?[0-9]+\.[0-9]+\.[0-9]+)$'
 
 log() { printf '%s %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }
 die() {
@@ -26,6 +34,7 @@ usage_error() {
 # ASSUME_YES for `confirm` itself, so a script that takes only --yes needs no option()). The other
 # words go to POSITIONAL, MIN to MAX of them; MAX "rest" stops at the MIN-th word and passes all
 # later words on as they are (compose.sh hands them to docker compose). `--` ends the options.
+# A missing word is named as the first line of the usage names it (`<env>`, `<version>`).
 parse_args() {
     # Locals start with "_": bash scopes variables dynamically, and the script's option() must not
     # assign parse_args' own by accident.
@@ -47,7 +56,9 @@ parse_args() {
                     if [[ "$1" == *=* ]]; then
                         _value="${1#*=}"
                     else
-                        (($# >= 2)) || usage_error "${_name} needs a value"
+                        # The next word is the value, unless it is one of the options itself
+                        # (`--wait-lock --force` forgot the number).
+                        if (($# < 2)) || is_option "$2"; then usage_error "${_name} needs a value"; fi
                         _value="$2"
                         shift
                     fi
@@ -59,6 +70,8 @@ parse_args() {
                     else
                         option "${_name}"
                     fi
+                elif [[ "${_known}" == *" ${_name} "* ]]; then
+                    usage_error "${_name} takes no value"
                 else
                     usage_error "unknown option $1"
                 fi
@@ -68,10 +81,33 @@ parse_args() {
         shift
     done
     [[ "${_max}" == rest ]] && _max="${#POSITIONAL[@]}"
-    if ((${#POSITIONAL[@]} < _min || ${#POSITIONAL[@]} > _max)); then
+    if ((${#POSITIONAL[@]} < _min)); then
+        log "ERROR: missing $(usage_word "${#POSITIONAL[@]}")"
         usage >&2
         exit 2
     fi
+    ((${#POSITIONAL[@]} <= _max)) || usage_error "unexpected argument '${POSITIONAL[_max]}'"
+}
+
+# is_option WORD: WORD is -h/--help or one of the options of the script (a flag or --name=).
+is_option() {
+    [[ "$1" == -h || "$1" == --help || " ${OPTIONS[*]-} " == *" ${1%%=*} "* || " ${OPTIONS[*]-} " == *" ${1%%=*}= "* ]]
+}
+
+# usage_word INDEX: the INDEX-th argument as the first line of the usage names it ("Usage:
+# scripts/x.sh <env> <version> [options]" -> <env>, <version>), with the choices for <env>.
+usage_word() {
+    local line
+    local -a words
+    line="$(usage)"
+    read -r -a words <<<"${line%%$'\n'*}"
+    words=("${words[@]:2}") # "Usage:" and the script's path
+    local word="${words[$1]:-}"
+    case "${word}" in
+        "" | \[* | -*) word="an argument" ;; # the options come after the arguments
+        "<env>") word="<env> (one of: $(generated_environments))" ;;
+    esac
+    printf '%s' "${word}"
 }
 
 # require_number OPTION VALUE [MIN]: VALUE is a whole number (at least MIN), else a usage error.
@@ -80,17 +116,54 @@ require_number() {
     (($2 >= ${3:-0})) || usage_error "$1 must be at least ${3:-0}"
 }
 
+# generated_environments: the environments of this repository (those with a compose file).
+generated_environments() {
+    local env found=()
+    for env in "${ENVIRONMENTS[@]}"; do
+        [[ ! -f "${DEPLOY_DIR}/compose.${env}.yaml" ]] || found+=("${env}")
+    done
+    printf '%s' "${found[*]}"
+}
+
 # require_known_env NAME: NAME is an environment of this repository (its compose file exists).
 require_known_env() {
     local env="${1:-}"
-    [[ -n "${env}" ]] || die "no environment given; use one of: ${ENVIRONMENTS[*]}"
-    [[ -f "${DEPLOY_DIR}/compose.${env}.yaml" ]] || die "unknown environment '${env}': compose.${env}.yaml does not exist"
+    [[ -n "${env}" ]] || usage_error "no environment given; use one of: $(generated_environments)"
+    [[ "${env}" =~ ^[a-z]+$ && -f "${DEPLOY_DIR}/compose.${env}.yaml" ]] ||
+        usage_error "unknown environment '${env}'; use one of: $(generated_environments)"
 }
 
-# require_env NAME: NAME is a generated environment with its env file present.
+# require_env NAME: NAME is a generated environment with its env file present. A server's env file
+# holds the secrets its database was created with: new ones (make env-sync) would lock it out.
 require_env() {
     require_known_env "${1:-}"
-    [[ -f "${DEPLOY_DIR}/env/$1.env" ]] || die "env/$1.env is missing: copy it from the secure store, or run make env-sync ENV=$1"
+    [[ ! -f "${DEPLOY_DIR}/env/$1.env" ]] || return 0
+    if [[ " ${SERVER_ENVIRONMENTS[*]} " == *" $1 "* ]]; then
+        die "env/$1.env is missing: copy it from the secret store (new secrets would not match the $1 database)"
+    fi
+    die "env/$1.env is missing: create it with make env-sync ENV=$1"
+}
+
+# require_tag TAG ALLOW_MUTABLE: TAG is an image tag a deploy may run (IMMUTABLE_TAG); with
+# ALLOW_MUTABLE=1 (--allow-mutable-tag) any valid tag is taken, with a warning.
+require_tag() {
+    [[ -n "$1" ]] || usage_error "no version given"
+    [[ "$1" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || usage_error "'$1' is not a valid image tag"
+    [[ ! "$1" =~ ${IMMUTABLE_TAG} ]] || return 0
+    ((${2:-0})) || usage_error "refusing the mutable tag '$1': deploy sha-<commit> or a release MAJOR.MINOR.PATCH, or pass --allow-mutable-tag"
+    log "WARNING: '$1' is a mutable tag (--allow-mutable-tag): the image behind it may change, so a later rollback to it may not bring back what runs now"
+}
+
+# require_docker: the Docker engine answers and the Compose plugin is installed; called by every
+# script that needs them before anything touches Docker, so that an engine that is down is
+# reported as such rather than as a missing service.
+require_docker() {
+    local error
+    command -v docker >/dev/null || die "docker is not installed; install Docker Engine and its Compose plugin"
+    if ! error="$(docker info --format '{{.ServerVersion}}' 2>&1 >/dev/null)"; then
+        die "cannot reach the Docker engine (docker info failed: ${error%%$'\n'*}); start it or check DOCKER_HOST"
+    fi
+    docker compose version >/dev/null 2>&1 || die "the Docker Compose plugin is missing (docker compose version failed); install docker-compose-plugin"
 }
 
 # env_file_value ENV KEY: KEY's value in env/<env>.env, as written (no quote removal; empty when unset).
