@@ -14,10 +14,14 @@ application repository out into `app/` before building the images.
 
 from __future__ import annotations
 
+import datetime
+import zoneinfo
 from collections.abc import Mapping
 
-if "sizing" not in globals():  # hooks/extensions.py injects this checkout's own copy
+if "sizing" not in globals():  # hooks/extensions.py injects this checkout's own copies
     import sizing
+if "answers_rules" not in globals():
+    import answers_rules
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 SERVER_ENVIRONMENTS = ("staging", "prod")
@@ -28,6 +32,13 @@ REGISTRY_HOSTS = {"ghcr": "ghcr.io", "dockerhub": "docker.io"}
 # Dev publishes the edge on these host ports (127.0.0.1 only); servers use 80/443.
 DEV_HTTP_PORT = 8080
 DEV_HTTPS_PORT = 8443
+# Dev's tools, also on 127.0.0.1 only: the backend JVM's debug agent (JDWP, the port IDEs assume)
+# and the database UI (Adminer; 8080 is the edge's).
+DEV_DEBUG_PORT = 5005
+DEV_ADMINER_PORT = 8081
+# The template-drift workflow runs weekly at this local time in the `timezone` answer: (ISO weekday,
+# hour, minute), off the full hour, when GitHub's runners are busiest.
+DRIFT_CHECK_LOCAL = (1, 9, 17)
 # Node.js major version of CI's frontend build when no dev image names one (the default node_image's).
 DEFAULT_NODE_VERSION = "20"
 
@@ -40,7 +51,7 @@ COVERED = frozenset({
     "prod_ssh_host", "prod_ssh_user", "prod_deploy_dir",
     "registry", "registry_host", "registry_owner", "backend_image", "frontend_image",
     "edge_nginx_image", "frontend_nginx_image", "jre_image", "jdk_image", "node_image",
-    "mysql_image", "redis_image", "certbot_image",
+    "mysql_image", "redis_image", "certbot_image", "adminer_image",
     "database", "db_host", "db_port", "db_name", "redis", "redis_host", "redis_port",
     "server_size", "host_cpus", "host_memory_gb", "backend_replicas",
     "backend_build", "backend_dir", "backend_jar_glob", "frontend_dir", "frontend_build_dir",
@@ -63,7 +74,7 @@ METRICS = {
 }
 
 # Further answers `build` reads that templates may still print directly.
-CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server"})
+CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server", "timezone"})
 
 # Operator tasks of deploy/Makefile, in `make help` order: (name, takes ENV, help, flag that
 # must be true for the task to exist). The help is also the English docs' sentence for the task
@@ -71,8 +82,9 @@ CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server"})
 TASKS = (
     ("help", False, "List the tasks", None),
     ("validate", False, "Fast checks of the deployment files (YAML, env files, compose configuration, nginx -t); `FULL=1` runs every linter", None),
+    ("tools", False, "Install the validators into `.tools/` (a local venv) at the versions of `tools/requirements.txt`; `FULL=1` adds every linter", None),
     ("env-sync", True, "Add keys that a template update introduced to the env file (new secrets generated)", None),
-    ("config", True, "Print the resolved Compose configuration of ENV", None),
+    ("config", True, "Print the resolved Compose configuration of ENV (changes nothing)", None),
     ("build", False, "Build both images tagged `VERSION` (default `sha-<commit>`), e.g. for `make deploy ... PULL=0`", None),
     ("certs", True, "Put a certificate in place so the edge can start (from the local CA until one is issued)", None),
     ("up", True, "Start ENV and wait until every service is healthy", None),
@@ -85,7 +97,7 @@ TASKS = (
     ("rollback", True, "Go back to the previous version (or `ROLLBACK_TO=...`) without pulling", None),
     ("backup", True, "Dump the database of ENV to `backups/<env>/` (compressed, with retention)", "bundled_mysql"),
     ("restore", True, "Restore `FILE=backups/<env>/....sql.gz` into ENV (asks first; current data backed up)", "bundled_mysql"),
-    ("backup-timer", True, "Install the daily backup systemd timer for ENV (as root)", "bundled_mysql"),
+    ("backup-timer", True, "Install the daily backup systemd timer for ENV (as root; checks the host first; `DRY_RUN=1` prints what it would do)", "bundled_mysql"),
     ("upgrade-mysql", True, "Back up, then move MySQL to the image in `compose.yaml`", "bundled_mysql"),
     ("upgrade-redis", True, "Snapshot, then move Redis to the image in `compose.yaml`", "bundled_redis"),
     ("maintenance-on", True, "Answer every request of ENV with the maintenance page (503) at once, no reload", None),
@@ -209,6 +221,38 @@ def _layout(answers: Mapping) -> dict:
     }
 
 
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def drift_schedule(timezone: str) -> dict:
+    """The drift workflow's weekly schedule: DRIFT_CHECK_LOCAL in `timezone`, as GitHub's UTC cron.
+
+    A cron fires at one UTC time all year, so where the clocks change the local time moves with
+    them: the cron keeps the local time of the zone's smaller offset (winter, or standard time),
+    and `summer_local` says when it runs while the clocks are ahead (None where they never are).
+    A Monday in January and one in July of a fixed year stand for the seasons, so a render gives
+    the same file every year.
+    """
+    weekday, hour, minute = DRIFT_CHECK_LOCAL
+    zone = zoneinfo.ZoneInfo(timezone)
+    seasons = [datetime.datetime(2025, month, day + weekday - 1, hour, minute, tzinfo=zone)
+               for month, day in ((1, 6), (7, 7))]  # 2025-01-06 and 2025-07-07 are Mondays
+    base = min(seasons, key=lambda moment: moment.utcoffset())
+    ahead = max(seasons, key=lambda moment: moment.utcoffset()).utcoffset() - base.utcoffset()
+    utc = base.astimezone(datetime.timezone.utc)
+
+    def when(moment: datetime.datetime) -> str:
+        return f"{_WEEKDAYS[moment.weekday()]}s {moment:%H:%M}"
+
+    return {
+        "cron": f"{utc.minute} {utc.hour} * * {utc.isoweekday() % 7}",  # cron's weekdays: 0 = Sunday
+        "timezone": timezone,
+        "local": when(base),
+        "utc": f"{when(utc)} UTC",
+        "summer_local": when(base + ahead) if ahead else None,
+    }
+
+
 def _tasks(flags: Mapping[str, bool]) -> list[dict]:
     return [
         {"name": name, "env": takes_env, "help": text}
@@ -245,6 +289,7 @@ def build(answers: Mapping) -> dict:
         "jre": answers["jre_image"],
         "jdk": answers["jdk_image"] if flags["source_build"] or flags["dev"] else None,
         "node": answers["node_image"] if flags["dev"] else None,
+        "adminer": answers["adminer_image"] if flags["dev"] else None,
         "mysql": answers["mysql_image"] if flags["bundled_mysql"] else None,
         "redis": answers["redis_image"] if flags["bundled_redis"] else None,
         "certbot": answers["certbot_image"] if flags["uses_letsencrypt"] else None,
@@ -278,10 +323,12 @@ def build(answers: Mapping) -> dict:
             "names": {name: {"type": kind, "labels": list(labels), "help": text}
                       for name, (kind, labels, text) in METRICS.items()},
         },
-        "dev_ports": {"http": DEV_HTTP_PORT, "https": DEV_HTTPS_PORT},
+        "dev_ports": {"http": DEV_HTTP_PORT, "https": DEV_HTTPS_PORT, "debug": DEV_DEBUG_PORT,
+                      "adminer": DEV_ADMINER_PORT},
+        "drift_check": drift_schedule(answers["timezone"]),
     }
 
 
 def answers_from_context(context) -> dict:
-    """The answers `build` reads, taken from a Jinja context (Copier's render context)."""
-    return {name: context.get(name) for name in COVERED | CONTEXT_EXTRA}
+    """The answers `build` reads, taken from a Jinja context (Copier's render context), normalised."""
+    return answers_rules.normalized({name: context.get(name) for name in COVERED | CONTEXT_EXTRA})

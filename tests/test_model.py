@@ -37,6 +37,7 @@ DEFAULTS = {
     "host_cpus": 4,
     "host_memory_gb": 8,
     "backend_replicas": 2,
+    "timezone": "Asia/Seoul",
     "backend_build": "ci-jar",
     "backend_dir": "backend",
     "backend_jar_glob": "backend/build/libs/*-SNAPSHOT.jar",
@@ -52,6 +53,7 @@ DEFAULTS = {
     "jre_image": "eclipse-temurin:17-jre",
     "jdk_image": "eclipse-temurin:17-jdk",
     "node_image": "node:20-alpine",
+    "adminer_image": "adminer:6.1.1-standalone",
     "mysql_image": "mysql:8.0",
     "redis_image": "redis:7-alpine",
     "staging_ssh_host": "staging.petory.example.com",
@@ -190,3 +192,32 @@ def test_templates_read_no_raw_answer_that_the_model_covers():
         if covered:
             offenders[name] = covered
     assert not offenders, f"read these through `deployment`: {offenders}"
+
+
+# -- dev tools, the drift schedule ---------------------------------------------------------------
+
+def test_dev_tools_have_their_own_loopback_ports_and_image_only_with_dev():
+    m = model()
+    ports = m["dev_ports"]
+    assert ports["debug"] == 5005 and ports["adminer"] not in (ports["http"], ports["https"], ports["debug"], 3306, 6379)
+    assert m["images"]["adminer"] == "adminer:6.1.1-standalone"
+    assert model(environments=["staging", "prod"])["images"]["adminer"] is None
+
+
+@pytest.mark.parametrize(("timezone", "cron", "utc", "summer"), [
+    ("Asia/Seoul", "17 0 * * 1", "Mondays 00:17 UTC", None),
+    ("Asia/Kolkata", "47 3 * * 1", "Mondays 03:47 UTC", None),  # a half-hour offset
+    ("UTC", "17 9 * * 1", "Mondays 09:17 UTC", None),
+    ("America/New_York", "17 14 * * 1", "Mondays 14:17 UTC", "Mondays 10:17"),
+    ("Australia/Sydney", "17 23 * * 0", "Sundays 23:17 UTC", "Mondays 10:17"),  # the day before in UTC
+    ("Europe/Dublin", "17 9 * * 1", "Mondays 09:17 UTC", "Mondays 10:17"),  # Irish "standard" time is the summer one
+])
+def test_drift_check_runs_at_the_same_local_time_written_in_utc(timezone, cron, utc, summer):
+    drift = model(timezone=timezone)["drift_check"]
+    assert drift == {"cron": cron, "timezone": timezone, "local": "Mondays 09:17", "utc": utc, "summer_local": summer}
+
+
+def test_the_drift_workflow_prints_the_models_schedule(rendered):
+    workflow = (rendered("defaults") / ".github/workflows/deploy-template-drift.yml").read_text()
+    assert '    - cron: "17 0 * * 1" # Mondays 00:17 UTC\n' in workflow
+    assert "# Mondays 09:17 Asia/Seoul, written in UTC" in workflow

@@ -63,13 +63,16 @@ STANDIN_IMAGES: dict[str, str] = {
 }
 
 #: test tools that are not base-image answers; built only on request (:func:`ensure_tool_images`):
-#: the certbot stand-in (answer ``certbot_image``) and pebble, the ACME test CA.
+#: the certbot stand-in (answer ``certbot_image``), pebble, the ACME test CA, and the Adminer
+#: stand-in (answer ``adminer_image``, dev's database UI).
 CERTBOT_TAG = "petory-standin/certbot:v4"
 PEBBLE_TAG = "petory-standin/pebble:2"
-TOOL_IMAGES: dict[str, str] = {"certbot": CERTBOT_TAG, "pebble": PEBBLE_TAG}
+ADMINER_TAG = "petory-standin/adminer:standalone"
+TOOL_IMAGES: dict[str, str] = {"certbot": CERTBOT_TAG, "pebble": PEBBLE_TAG, "adminer": ADMINER_TAG}
 TOOL_BUILDS: tuple[tuple[str, str, str], ...] = (
     ("certbot", CERTBOT_TAG, "bookworm"),
     ("pebble", PEBBLE_TAG, "bookworm"),
+    ("adminer", ADMINER_TAG, "trixie"),
 )
 
 #: build order: (directory under standins/, tag, Debian suite of the base)
