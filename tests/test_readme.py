@@ -21,8 +21,9 @@ def test_every_question_has_one_row_with_its_help_and_default():
     rows = {line.split("|")[1].strip().strip("`"): line
             for line in readme_table.current((ROOT / "README.md").read_text()).splitlines() if line.startswith("| `")}
     assert list(rows) == list(readme_table.questions(config))
-    for name in ("layout", "app_repository"):
-        assert config[name]["help"] in rows[name] and f"`{config[name]['default']}`" in rows[name]
+    assert config["layout"]["help"] in rows["layout"] and f"`{config['layout']['default']}`" in rows["layout"]
+    assert "| if `layout == 'deploy-repo'` | `<project_slug>-team/<project_slug>` |" in rows["app_repository"]
+    assert "| advanced | `" in rows["tls_profile"]  # the advanced group says so
 
 
 def test_a_changed_help_text_is_caught():
@@ -35,9 +36,9 @@ def test_table_cells_escape_markdown():
     config = {"a": {"help": "x | y <domain>", "default": "{{ b | lower }}"}, "c": {"help": "h", "default": "{{ f(1) }}"},
               "d": {"help": "computed", "when": False}, "_skip": True}
     lines = readme_table.table(config).splitlines()
-    assert r"| `a` | `{{ b \| lower }}` | x \| y &lt;domain> |" in lines
-    assert "| `c` | `(derived, see copier.yml)` | h |" in lines
-    assert "| `d` | (computed, never asked) | computed |" in lines
+    assert r"| `a` | always | `{{ b \| lower }}` | x \| y &lt;domain> |" in lines
+    assert "| `c` | always | `(derived, see copier.yml)` | h |" in lines
+    assert "| `d` | never | (computed) | computed |" in lines
 
 
 def test_ci_runs_exactly_the_readme_test_command():
