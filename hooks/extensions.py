@@ -36,10 +36,11 @@ def _load(name: str, **siblings):
     return sys.modules[unique]
 
 
-answers_rules = _load("answers_rules")
 env_files = _load("env_files")
 sizing = _load("sizing")
-deployment = _load("deployment", sizing=sizing)
+answers_rules = _load("answers_rules", sizing=sizing)
+deployment = _load("deployment", sizing=sizing, answers_rules=answers_rules)
+derived = _load("derived", deployment=deployment)
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,6 +58,11 @@ def docs_strings(language: str) -> dict:
 def _from_answers(function):
     """A Jinja global that calls `function(answers, *args)` with the answers of the render context."""
     return pass_context(lambda context, *args: function(deployment.answers_from_context(context), *args))
+
+
+def _from_context(function):
+    """A Jinja global that calls `function(name, answers)` with every answer given so far, normalised."""
+    return pass_context(lambda context, name: function(name, answers_rules.normalized(context.get_all())))
 
 
 # Compiled template code, kept for the life of the process (one `copier update` renders the
@@ -124,18 +130,17 @@ class PetoryExtension(Extension):
         environment.globals.update(
             # copier.yml: the computed `deployment`, and the defaults and conditions it shares.
             deployment_model=_from_answers(deployment.build),
-            default_image=_from_answers(deployment.default_image),
-            default_replicas=_from_answers(deployment.default_replicas),
+            # copier.yml's defaults and validators: `derived('acme_email')`, `check('domain')`.
+            derived=_from_context(derived.value),
+            check=_from_context(answers_rules.question_error),
             uses_letsencrypt=_from_answers(deployment.uses_letsencrypt),
             uses_tls_mode=_from_answers(deployment.uses_tls_mode),
             sizing_plan=sizing.plan,
-            sizing_fit_error=sizing.fit_error,
             sizing_preset=sizing.preset,
             compose_resources=sizing.compose_resources,
             env_entries=env_files.env_entries,
             fill_value=env_files.fill_value,
             generated_length=env_files.generated_length,
-            answer_error=answers_rules.answer_error,
             # partials/docs/: the docs' shared macros print these labels and sentences.
             docs_strings=docs_strings,
         )
