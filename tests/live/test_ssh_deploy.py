@@ -40,7 +40,7 @@ from stack import Stack, free_port, render
 HERE = Path(__file__).resolve().parent
 SERVER_DIR = HERE / "ssh"
 SERVER_IMAGE = "petory-test/ssh-server:trixie"
-DOMAIN = "staging.petory.example.com"
+DOMAIN = "staging.petory.app"  # a real-looking domain: the deploy job refuses placeholders
 JAR = "backend/build/libs/petory-0.0.1-SNAPSHOT.jar"
 LABEL = "org.petory.test=ssh-deploy"
 
@@ -255,7 +255,8 @@ def setup(base_images, tmp_path_factory):
     server_root.chmod(0o755)
     deploy_dir = server_root / "srv" / "petory-deploy"
     answers = {
-        "environments": ["staging"], "tls_mode_staging": "self-signed", "server_size": "small",
+        "environments": ["staging"], "tls_mode_staging": "self-signed", "server_size": "small", "advanced": True,
+        "domain": "petory.app",
         "staging_ssh_host": "127.0.0.1", "staging_ssh_user": "deploy", "staging_deploy_dir": str(deploy_dir),
         "backend_image": f"{registry.host}/petory/petory-backend",
         "frontend_image": f"{registry.host}/petory/petory-frontend",
