@@ -3,6 +3,10 @@
 The empty set is `--defaults`. Each set is rendered once per test session (tests/test_render.py).
 """
 
+from pathlib import Path
+
+import yaml
+
 SUPPORTED = {
     "defaults": {},
     "minimal": {"environments": ["prod"], "server_size": "small", "tls_mode_prod": "self-signed"},
@@ -49,32 +53,46 @@ SUPPORTED = {
     },
 }
 
+# A set that answers an advanced question switches the group on, as an operator would: Copier
+# records no answer that `when` hides, and the tests read the recorded answers back.
+_ADVANCED = {name for name, spec in yaml.safe_load((Path(__file__).resolve().parent.parent / "copier.yml").read_text()).items()
+             if isinstance(spec, dict) and "advanced" in str(spec.get("when", ""))}
+for _answers in SUPPORTED.values():
+    if _ADVANCED & set(_answers):
+        _answers.setdefault("advanced", True)
+
 # answers -> a fragment of the message the validator must give (non-interactive mode).
 INVALID = {
-    "domain-is-url": ({"domain": "https://petory.example.com"}, "looks like a URL"),
-    "domain-not-fqdn": ({"domain": "petory"}, "not a fully qualified"),
-    "staging-equals-prod": ({"staging_domain": "petory.example.com"}, "must differ from the production domain"),
+    "domain-is-url": ({"domain": "https://petory.example.com"}, "a URL, not a host name"),
+    "domain-not-fqdn": ({"domain": "petory"}, "not a full domain name"),
+    "staging-equals-prod": ({"staging_domain": "petory.example.com"}, "same as the production domain"),
     "bad-email": ({"acme_email": "ops-at-petory"}, "not an e-mail address"),
-    "bad-slug": ({"project_slug": "Petory App"}, "not a valid slug"),
-    "no-environment": ({"environments": []}, "Choose at least one environment"),
-    "memory-too-small": ({"server_size": "custom", "host_cpus": 2, "host_memory_gb": 2}, "from 4 (the minimum)"),
-    "replicas-do-not-fit": ({"server_size": "small", "backend_replicas": 3}, "do not fit in 4096 MB"),
+    "bad-slug": ({"project_slug": "Petory App"}, "use 3-32 of a-z"),
+    "no-environment": ({"environments": []}, "choose at least one"),
+    "memory-too-small": ({"server_size": "custom", "host_cpus": 2, "host_memory_gb": 2}, "give 4 to 2048"),
+    "replicas-do-not-fit": ({"server_size": "small", "backend_replicas": 3}, "needs 5.9 GB; at most 1 fit"),
     "bad-image": ({"edge_nginx_image": "Nginx:Latest!"}, "not an image reference"),
-    "privileged-port": ({"backend_port": 80}, "not an unprivileged TCP port"),
-    "same-ports": ({"frontend_port": 8080}, "must differ from the backend port"),
-    "bad-timezone": ({"timezone": "Mars/Olympus"}, "not an IANA time zone"),
-    "jar-outside-repo": ({"backend_jar_glob": "../other/app.jar"}, "relative to the Petory repository root"),
-    "image-with-tag": ({"backend_image": "ghcr.io/petory-team/petory-backend:1.0"}, "without tag"),
-    "extra-name-url": ({"extra_server_names": ["http://www.petory.example.com"]}, "looks like a URL"),
-    "bad-db-name": ({"db_name": "1petory"}, "not a database name"),
-    "bad-owner": ({"registry_owner": "Petory Team"}, "not a registry owner"),
+    "privileged-port": ({"backend_port": 80}, "give 1024 to 65535"),
+    "same-ports": ({"frontend_port": 8080}, "taken by the backend port"),
+    "bad-timezone": ({"timezone": "Mars/Olympus"}, "not an IANA zone"),
+    "jar-outside-repo": ({"backend_jar_glob": "../other/app.jar"}, "must be relative"),
+    "image-with-tag": ({"backend_image": "ghcr.io/petory-team/petory-backend:1.0"}, "a repository, without tag"),
+    "extra-name-url": ({"extra_server_names": ["http://www.petory.example.com"]}, "#1: a URL"),
+    "bad-db-name": ({"db_name": "1petory"}, "use [A-Za-z]"),
+    "bad-owner": ({"registry_owner": "Petory Team"}, "use a-z, 0-9"),
     "bad-ssh-user": ({"prod_ssh_user": "Deploy User"}, "not a Unix user name"),
-    "relative-deploy-dir": ({"prod_deploy_dir": "srv/petory"}, "absolute directory path"),
-    "cors-wildcard": ({"cors_allowed_origins": ["*"]}, "wildcard"),
+    "relative-deploy-dir": ({"prod_deploy_dir": "srv/petory"}, "must be an absolute path"),
+    "cors-wildcard": ({"cors_allowed_origins": ["*"]}, "no wildcards"),
     "cors-origin-with-path": ({"cors_allowed_origins": ["https://partner.example.com/app"]}, "has a path"),
-    "trust-everyone": ({"trusted_proxies": ["0.0.0.0/0"]}, "trust every address"),
+    "trust-everyone": ({"trusted_proxies": ["0.0.0.0/0"]}, "trusts every address"),
     "proxy-not-cidr": ({"trusted_proxies": ["lb.example.com"]}, "not a CIDR"),
-    "body-size-zero": ({"api_body_size_mb": 0}, "from 1 to 1024"),
-    "timeout-too-short": ({"proxy_read_timeout_seconds": 1}, "from 5 to 3600"),
+    "body-size-zero": ({"api_body_size_mb": 0}, "give at least 1"),
+    "timeout-too-short": ({"proxy_read_timeout_seconds": 1}, "give 5 to 3600"),
     "acme-over-http": ({"acme_server": "http://acme.example.com/dir"}, "https:// URL"),
 }
+
+# The invalid sets too: pytest-copie passes answers as defaults, and Copier validates no default of
+# a hidden question.
+for _answers, _ in INVALID.values():
+    if _ADVANCED & set(_answers):
+        _answers.setdefault("advanced", True)

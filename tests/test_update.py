@@ -451,8 +451,11 @@ def test_copier_yml_migrations_are_versioned_and_exist():
     config = yaml.safe_load((TEMPLATE_SOURCE / "copier.yml").read_text())
     assert config["_min_copier_version"]
     for entry in config.get("_migrations") or []:
-        assert isinstance(entry, dict) and "version" in entry and "command" in entry, entry
-        Version(str(entry["version"]))  # raises for a version Copier could not order
+        assert isinstance(entry, dict) and "command" in entry, entry
+        if "version" in entry:
+            Version(str(entry["version"]))  # raises for a version Copier could not order
+        else:  # runs on every update: only the answers migration, before Copier reads the answers
+            assert entry["when"] == "{{ _stage == 'before' }}" and "follow_derived.py" in str(entry["command"]), entry
         command = entry["command"] if isinstance(entry["command"], list) else entry["command"].split()
         for part in command:
             if "hooks/migrations/" in str(part):

@@ -34,7 +34,7 @@ CI_SCRIPTS = "deploy/scripts/ci"
 # Answer sets of this module on top of answer_sets.SUPPORTED: the separate deployment repository.
 LAYOUTS = {
     "deploy-repo": {"layout": "deploy-repo"},
-    "deploy-repo-prod-source": {"layout": "deploy-repo", "environments": ["prod"], "backend_build": "source",
+    "deploy-repo-prod-source": {"layout": "deploy-repo", "environments": ["prod"], "backend_build": "source", "advanced": True,
                                 "app_repository": "petory-team/petory-app"},
 }
 ANSWER_SETS = {**SUPPORTED, **LAYOUTS}
