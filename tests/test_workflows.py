@@ -686,14 +686,17 @@ def test_dependabot_updates_actions_images_and_the_apps_of_this_repository(proje
     answers = answers_of(directory)
     config = yaml.safe_load((directory / ".github/dependabot.yml").read_text())
     updates = {u["package-ecosystem"]: u for u in config["updates"]}
+    ours = {"github-actions", "docker", "docker-compose", "pip"}
     if app_repository(answers):  # the application's own repository updates its dependencies
-        assert set(updates) == {"github-actions", "docker"}
+        assert set(updates) == ours
     else:
-        assert set(updates) == {"github-actions", "docker", "gradle", "npm"}
+        assert set(updates) == ours | {"gradle", "npm"}
         assert updates["gradle"]["directory"] == f"/{answers['backend_dir']}"
         assert updates["npm"]["directory"] == f"/{answers['frontend_dir']}"
     assert updates["github-actions"]["directory"] == "/"
     assert updates["docker"]["directories"] == ["/deploy/docker/backend", "/deploy/docker/frontend"]
+    assert updates["docker-compose"]["directory"] == "/deploy"  # the compose files' base-image digests
+    assert updates["pip"]["directory"] == "/deploy/tools" and (directory / "deploy/tools/requirements.txt").is_file()
     # deploy/dependabot-entries.yml: the same entries, for an application that keeps its own file.
     entries = yaml.safe_load((directory / "deploy/dependabot-entries.yml").read_text())
     assert entries == config
