@@ -61,6 +61,9 @@ def git(cwd: Path, env: dict, *args: str) -> str:
 def working_tree_clone(dest: Path, env: dict) -> Path:
     """A clone of this repository (tags included) with the working tree committed and an Unreleased entry."""
     run(dest.parent, env, "git", "clone", "--quiet", str(ROOT), dest.name)
+    # Every earlier release tagged, as the release workflow leaves the repository (a checkout
+    # without tags, like a fresh CI clone, gets them here).
+    run(dest, env, sys.executable, str(ROOT / "tools" / "release.py"), "tag")
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, listed):

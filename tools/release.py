@@ -192,49 +192,54 @@ def prepare(version: str, date: str) -> None:
 
 
 def release_commit(version: str) -> str:
-    """The oldest commit of HEAD's first-parent history from which on both files announce version."""
-    found = ""
-    for commit in git("rev-list", "--first-parent", "HEAD", "--", CHANGELOG, PYPROJECT).splitlines():
+    """The oldest commit of HEAD's first-parent history at which both files announce `version`."""
+    for commit in git("rev-list", "--first-parent", "--reverse", "HEAD", "--", CHANGELOG, PYPROJECT).splitlines():
         if newest_release(show(commit, CHANGELOG)) != version:
-            break
+            continue
         try:
-            if pyproject_version(show(commit, PYPROJECT)) != version:
-                break
+            if pyproject_version(show(commit, PYPROJECT)) == version:
+                return commit
         except Refused:
-            break
-        found = commit
-    return found
+            continue
+    return ""
 
 
 def tag(push: str | None) -> None:
+    """Tag every release of CHANGELOG.md at HEAD that has no tag yet, oldest first, at its release
+    commit; the newest one must also be what pyproject.toml declares. Tags are never moved."""
     changelog = show("HEAD", CHANGELOG)
-    version = newest_release(changelog)
-    if version is None:
+    newest = newest_release(changelog)
+    if newest is None:
         raise Refused(f"{CHANGELOG} at HEAD names no release")
-    version_key(version)
-    existing = tag_exists(version)
-    if existing:
-        log(f"{version} is tagged already ({existing[:12]}); nothing to do")
+    versions = sorted({name for name, _ in releases(changelog) if is_version(name)}, key=version_key)
+    missing = [version for version in versions if not tag_exists(version)]
+    if not missing:
+        log(f"{newest} is tagged already ({tag_exists(newest)[:12]}); nothing to do")
         return
-    declared = pyproject_version(show("HEAD", PYPROJECT))
-    if declared != version:
-        raise Refused(f"{CHANGELOG}'s newest release is {version} but {PYPROJECT} says {declared}: "
-                      f"release with `make release VERSION=...`")
-    newer = [t for t in version_tags() if version_key(t) >= version_key(version)]
-    if newer:
-        raise Refused(f"{version} is not newer than the existing tag {max(newer, key=version_key)}")
-    commit = release_commit(version)
-    if not commit:
-        raise Refused(f"no commit of HEAD's first-parent history announces {version} in both files")
-    git("tag", "-a", version, "-m", f"Release {version}", commit)
-    log(f"tagged {version} at {commit[:12]} ({git('log', '-1', '--format=%s', commit)})")
-    if push:
-        git("push", "--quiet", push, f"refs/tags/{version}")
-        log(f"pushed tag {version} to {push}")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(f"Release **{version}** tagged at `{commit[:12]}`; `copier update` now offers it.\n")
+    if newest in missing:
+        declared = pyproject_version(show("HEAD", PYPROJECT))
+        if declared != newest:
+            raise Refused(f"{CHANGELOG}'s newest release is {newest} but {PYPROJECT} says {declared}: "
+                          f"release with `make release VERSION=...`")
+        newer = [t for t in version_tags() if version_key(t) >= version_key(newest)]
+        if newer:
+            raise Refused(f"{newest} is not newer than the existing tag {max(newer, key=version_key)}")
+    for version in missing:
+        commit = release_commit(version)
+        if not commit:
+            if version == newest:
+                raise Refused(f"no commit of HEAD's first-parent history announces {version} in both files")
+            log(f"{version}: no commit announces it in both files; left untagged")
+            continue
+        git("tag", "-a", version, "-m", f"Release {version}", commit)
+        log(f"tagged {version} at {commit[:12]} ({git('log', '-1', '--format=%s', commit)})")
+        if push:
+            git("push", "--quiet", push, f"refs/tags/{version}")
+            log(f"pushed tag {version} to {push}")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(f"Release **{version}** tagged at `{commit[:12]}`; `copier update` now offers it.\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("version", help="PEP 440 version in canonical form, e.g. 0.3.0 or 0.3.0rc1")
     p.add_argument("--date", default=datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
                    help="release date for the CHANGELOG heading (default: today, UTC)")
-    t = commands.add_parser("tag", help="tag CHANGELOG.md's newest release when no tag names it")
+    t = commands.add_parser("tag", help="tag each release of CHANGELOG.md that no tag names yet")
     t.add_argument("--push", metavar="REMOTE", help="push the new tag to REMOTE")
     args = parser.parse_args(argv)
     try:
