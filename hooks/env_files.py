@@ -30,6 +30,8 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 # copied from the secret store, and `--add-missing` creates one from nothing only with `--force`.
 SERVER_ENVIRONMENTS = ("staging", "prod")
 SECRET_FILE_MODE = 0o600
+# A PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL that has always passed: the previous key is never accepted.
+NEVER = "1970-01-01T00:00:00Z"
 KEY_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 
@@ -88,7 +90,11 @@ def env_entries(env: str, slug: str, bundled_mysql: bool, bundled_redis: bool) -
         ("Secrets", "REDIS_PASSWORD", "<generated:40>", "<generated:40>",
          "Redis AUTH password" + ("" if bundled_redis else " (set it to the external Redis's)")),
         ("Secrets", "PETORY_JWT_SECRET", "<generated:64>", "<generated:64>",
-         "HMAC key for the backend's JWTs (64 characters = 512 bits for HS512)"),
+         "HMAC key the backend signs and verifies JWTs with (64 characters = 512 bits for HS512)"),
+        ("Secrets", "PETORY_JWT_PREVIOUS_SECRET", "<generated:64>", "<generated:64>",
+         "the key before the last rotation: verifies tokens until the time below, never signs (scripts/rotate-secret.sh jwt)"),
+        ("Secrets", "PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL", NEVER, NEVER,
+         "UTC instant until which tokens signed with the previous key are accepted; the epoch = never"),
     ]
     keys = ("section", "key", "value", "example", "comment")
     return [dict(zip(keys, entry)) for entry in entries]
@@ -120,6 +126,47 @@ def add_missing(example: Path, env_file: Path) -> list[str]:
     return keys
 
 
+KEY_REFERENCE = re.compile(r"^<key:([A-Za-z_][A-Za-z0-9_]*)>$")
+
+
+def set_values(env_file: Path, values: dict[str, str]) -> None:
+    """Replace the values of existing keys in place: `<generated:N>` makes a new secret, and
+    `<key:NAME>` takes NAME's value before the change (so no secret is on a command line).
+
+    Written to a new file in the same folder, then renamed over the old one: a reader sees the
+    old file or the new one, never half of it, and the mode stays 0600.
+    """
+    text = env_file.read_text()
+    current = parse_env(text)
+    lines = text.splitlines(keepends=True)
+    references = {m.group(1) for m in map(KEY_REFERENCE.match, values.values()) if m}
+    missing = (set(values) | references) - set(current)
+    if missing:
+        raise KeyError(f"{env_file} has no {', '.join(sorted(missing))}; run make env-sync first")
+    for index, line in enumerate(lines):
+        match = KEY_LINE.match(line)
+        if match and not line.lstrip().startswith("#") and match.group(1) in values:
+            key = match.group(1)
+            reference = KEY_REFERENCE.match(values[key])
+            lines[index] = f"{key}={current[reference.group(1)] if reference else fill_value(values[key])}\n"
+    tmp = env_file.with_name(f".{env_file.name}.{os.getpid()}.tmp")
+    try:
+        tmp.touch(mode=SECRET_FILE_MODE)
+        os.chmod(tmp, SECRET_FILE_MODE)
+        tmp.write_text("".join(lines))
+        os.replace(tmp, env_file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type of --set: KEY=VALUE."""
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
+    return key, value
+
+
 def environments_in(repo: Path) -> list[str]:
     return [env for env in ENVIRONMENTS if (repo / f"compose.{env}.yaml").exists()]
 
@@ -145,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"with --add-missing, also create a missing env file of a server environment "
                              f"({', '.join(SERVER_ENVIRONMENTS)}) with all-new secrets")
     parser.add_argument("--secure", action="store_true", help="only set mode 0600 on existing env files")
+    parser.add_argument("--set", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+                        help="replace the value of an existing key of one --env (VALUE <generated:N> makes a new "
+                             "secret); used by scripts/rotate-secret.sh")
     args = parser.parse_args(argv)
+    if args.set and len(args.env or []) != 1:
+        parser.error("--set needs exactly one --env")
 
     example = args.repo / "env" / ".env.example"
     if not example.exists():
@@ -160,6 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for env in args.env or generated:
         env_file = args.repo / "env" / f"{env}.env"
+        if args.set:
+            if not env_file.exists():
+                print(f"env-sync: {env_file} is missing: {missing_file_advice(env)}", file=sys.stderr)
+                return 1
+            try:
+                set_values(env_file, dict(args.set))
+            except KeyError as err:
+                print(f"env-sync: {err.args[0]}", file=sys.stderr)
+                return 1
+            print(f"env-sync: {env_file}: set {', '.join(key for key, _ in args.set)}")
+            continue
         if args.secure:
             if env_file.exists():
                 os.chmod(env_file, SECRET_FILE_MODE)

@@ -137,3 +137,36 @@ def test_server_environments_are_the_models():
 
     assert env_files.ENVIRONMENTS == deployment.ENVIRONMENTS
     assert env_files.SERVER_ENVIRONMENTS == deployment.SERVER_ENVIRONMENTS
+
+
+def test_set_replaces_values_in_place_without_a_secret_on_the_command_line(repo, capsys):
+    """What scripts/rotate-secret.sh does: the old key's value moves, a new secret is made."""
+    env_file = repo / "env/prod.env"
+    env_file.write_text("# header\nA=1\nB=old-signing-key\nC=2\n")
+    env_file.chmod(0o600)
+    assert env_files.main(["--repo", str(repo), "--env", "prod", "--set", "C=<key:B>", "--set", "B=<generated:40>"]) == 0
+    assert capsys.readouterr().out == f"env-sync: {env_file}: set C, B\n"
+    text = env_file.read_text()
+    values = env_files.parse_env(text)
+    assert text.startswith("# header\nA=1\n") and values["C"] == "old-signing-key"
+    assert len(values["B"]) == 40 and values["B"] != "old-signing-key"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert sorted(path.name for path in (repo / "env").iterdir()) == sorted([".env.example", *(
+        f"{env}.env" for env in env_files.ENVIRONMENTS)])  # no temporary file left
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--env", "prod", "--set", "D=1"], "has no D; run make env-sync first"),
+    (["--env", "prod", "--set", "A=<key:NOPE>"], "has no NOPE; run make env-sync first"),
+])
+def test_set_refuses_unknown_keys_and_changes_nothing(repo, capsys, argv, message):
+    before = (repo / "env/prod.env").read_bytes()
+    assert env_files.main(["--repo", str(repo), *argv]) == 1
+    assert message in capsys.readouterr().err
+    assert (repo / "env/prod.env").read_bytes() == before
+
+
+def test_set_takes_one_environment(repo):
+    with pytest.raises(SystemExit) as exit_info:
+        env_files.main(["--repo", str(repo), "--set", "A=2"])
+    assert exit_info.value.code == 2

@@ -67,7 +67,7 @@ def usage_error(script: str, reason: str) -> list[str]:
     ["deploy.sh", "qa", "1.2.3"], ["rollback.sh", "qa"], ["backup-db.sh", "qa"],
     ["restore-db.sh", "qa", "dump.sql.gz"], ["upgrade-datastore.sh", "qa", "mysql"],
     ["init-certificates.sh", "qa"], ["compose.sh", "qa", "ps"], ["certificates.sh", "ca", "qa"],
-    ["deploy.sh", "../prod", "1.2.3"],
+    ["deploy.sh", "../prod", "1.2.3"], ["apply.sh", "qa"], ["rotate-secret.sh", "qa", "jwt"],
 ], ids=lambda command: " ".join(command))
 def test_an_unknown_environment_lists_the_valid_ones(deploy, refused, command):
     script, env = command[0], command[1 + (command[0] == "certificates.sh")]
@@ -105,6 +105,15 @@ def test_the_scripts_know_the_models_server_environments(deploy):
     assert proc.stdout.splitlines() == [" ".join(deployment.ENVIRONMENTS), " ".join(deployment.SERVER_ENVIRONMENTS)]
 
 
+@pytest.mark.parametrize("command,advice", [
+    (["apply.sh", "dev"], "make up ENV=dev applies changes there"),
+    (["rotate-secret.sh", "dev", "redis"], "in dev, edit env/dev.env and run make up ENV=dev"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_changing_a_running_installation_is_for_servers(deploy, refused, command, advice):
+    proc = refused(deploy, f"scripts/{command[0]}", *command[1:])
+    assert (proc.returncode, reasons(proc)) == (1, [f"ERROR: dev is not a server environment; {advice}"])
+
+
 # --- options and arguments -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("command,reason", [
@@ -121,6 +130,11 @@ def test_the_scripts_know_the_models_server_environments(deploy):
     (["backup-db.sh", "prod", "--label", "--retention-days", "3"], "--label needs a value"),
     (["rollback.sh", "prod", "--yes=1"], "--yes takes no value"),
     (["upgrade-datastore.sh", "prod", "postgres", "--yes"], "the service must be mysql or redis, not 'postgres'"),
+    (["apply.sh", "prod", "--restart", "backend"], "--restart takes edge, mysql or redis"),
+    (["apply.sh", "prod", "--dry-run=1"], "--dry-run takes no value"),
+    (["rotate-secret.sh", "prod", "ssh"], "unknown secret 'ssh'; use jwt, redis or mysql"),
+    (["rotate-secret.sh", "prod", "jwt", "--overlap", "5x"], "--overlap takes a duration such as 90m, 24h or 7d"),
+    (["rotate-secret.sh", "prod", "jwt", "--overlap", "0h"], "--overlap takes a duration such as 90m, 24h or 7d"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_a_bad_option_gets_a_one_line_reason(deploy, refused, command, reason):
     proc = refused(deploy, f"scripts/{command[0]}", *command[1:])
@@ -135,6 +149,8 @@ def test_a_bad_option_gets_a_one_line_reason(deploy, refused, command, reason):
     (["upgrade-datastore.sh", "prod"], "<mysql|redis>"),
     (["certificates.sh"], "<command>"),
     (["compose.sh"], "<env> (one of: dev staging prod)"),
+    (["apply.sh"], "<env> (one of: dev staging prod)"),
+    (["rotate-secret.sh", "prod"], "<secret>"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_a_missing_argument_is_named_before_the_usage(deploy, refused, command, missing):
     proc = refused(deploy, f"scripts/{command[0]}", *command[1:])
@@ -169,6 +185,7 @@ def dump(tmp_path):
     ["backup-db.sh", "prod"], ["restore-db.sh", "prod", "{dump}", "--yes"],
     ["upgrade-datastore.sh", "prod", "mysql", "--yes"], ["upgrade-datastore.sh", "staging", "redis", "--yes"],
     ["init-certificates.sh", "prod"], ["init-certificates.sh", "dev"], ["rollback.sh", "prod", "--yes"],
+    ["apply.sh", "prod"], ["apply.sh", "staging", "--dry-run"], ["rotate-secret.sh", "prod", "jwt"],
 ], ids=lambda command: " ".join(command))
 def test_an_unreachable_engine_is_reported_once_up_front(history, dump, refused, needs_docker_cli, command):
     """Not as "the mysql service of prod is not running", and before a CA, a lock or state is made."""

@@ -619,7 +619,17 @@ def test_remote_deploy_runs_the_documented_command_on_the_server(project, tmp_pa
     assert (tmp_path / "ssh.log").read_text().splitlines() == [
         "-F", str(config), "deploy-target",
         rf"cd /srv/petory\ app && git fetch --quiet --tags --force && git checkout --quiet {sha}"
-        " && deploy/scripts/deploy.sh prod sha-0123456"]
+        " && deploy/scripts/deploy.sh prod sha-0123456 && deploy/scripts/apply.sh prod"]
+    # The server's exit status 3 is apply.sh's "a setting needs a restart": a warning, the version is live.
+    stub(stubs, "ssh", 'printf "%s\\n" "$@" >"${SSH_LOG}"; exit "${SSH_EXIT:-0}"\n')
+    for exit_status, returncode, annotation in ((3, 0, "::warning title=Restart needed::"), (1, 1, "")):
+        proc = run_script(repo, f"{CI_SCRIPTS}/remote-deploy.sh", config, "/srv/petory", "prod", sha, "sha-0123456",
+                          env={**env, "GITHUB_ACTIONS": "true", "SSH_EXIT": str(exit_status)}, stubs=stubs)
+        assert proc.returncode == returncode, proc
+        if annotation:
+            assert annotation in proc.stdout and "apply.sh prod --restart" in proc.stdout
+        else:
+            assert "::warning" not in proc.stdout
     proc = run_script(repo, f"{CI_SCRIPTS}/remote-deploy.sh", "--rollback", config, "/srv/petory", "staging",
                       env={**env, "GITHUB_ACTIONS": "true"}, stubs=stubs)
     assert proc.returncode == 0 and proc.stdout.startswith("::warning title=Rolled back::")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -69,9 +70,21 @@ def base_image_answers(log=print) -> tuple[dict[str, str], str]:
     return {answer: images[role] for answer, role in STANDIN_ROLES.items()}, "stand-in"
 
 
-def render(dest: Path, answers: dict) -> Path:
+def render(dest: Path, answers: dict, template: Path = ROOT) -> Path:
     """Render the template's working tree with `answers` (defaults for the rest), tasks included."""
-    copier.run_copy(str(ROOT), str(dest), data=answers, defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
+    copier.run_copy(str(template), str(dest), data=answers, defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
+    return dest
+
+
+def template_snapshot(dest: Path) -> Path:
+    """The template's working tree committed to a new repository: a project rendered from it can
+    be `copier update`d later (an uncommitted tree has no commit for the answers file to name)."""
+    from update_helpers import IGNORED, git
+
+    shutil.copytree(ROOT, dest, symlinks=True, ignore=IGNORED)
+    git(dest, "init", "-q")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "template snapshot")
     return dest
 
 

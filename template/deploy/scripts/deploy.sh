@@ -131,6 +131,7 @@ switch_edge() {
         mv "${previous}" "${state}/edge/active.conf"
         return 1
     fi
+    record_edge_files "${env}"
 }
 
 # --- one app ---------------------------------------------------------------------------------------
@@ -206,6 +207,7 @@ first_deploy() {
         compose "${env}" logs --no-color --tail 30 >&2 || true
         die "first deploy of ${version} to ${env} failed: services did not become healthy (logs above)"
     fi
+    record_edge_files "${env}"
 }
 
 # preflight: refuse before anything changes: a broken configuration, an image that cannot be had.

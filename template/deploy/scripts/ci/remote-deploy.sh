@@ -2,7 +2,8 @@
 # Runs a deploy, or a rollback, on a server over SSH: the server's checkout of this repository
 # moves to the commit being deployed, so its deployment files match the images, then
 # deploy/scripts/deploy.sh pulls the images and switches blue/green with health checks (it
-# rolls back by itself when they fail). --rollback runs deploy/scripts/rollback.sh instead,
+# rolls back by itself when they fail), and deploy/scripts/apply.sh applies the commit's other
+# configuration changes. --rollback runs deploy/scripts/rollback.sh instead,
 # after a smoke check from the outside failed.
 set -Eeuo pipefail
 
@@ -33,7 +34,15 @@ deploy() {
     [[ "${commit}" =~ ^[0-9a-f]{40}$ ]] || fail "Bad commit" "unexpected commit id '${commit}'"
     [[ "${version}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || fail "Bad version" "unexpected image tag '${version}'"
     echo "Deploying ${version} (commit ${commit::7}) to ${env} in ${dir}"
-    on_server "${config}" "cd $(printf '%q' "${dir}") && git fetch --quiet --tags --force && git checkout --quiet ${commit} && deploy/scripts/deploy.sh ${env} ${version}"
+    # apply.sh then brings what the commit changed besides the images (limits, MySQL settings,
+    # nginx/) to the running services, without downtime; it exits 3 when something needs a restart.
+    local status=0
+    on_server "${config}" "cd $(printf '%q' "${dir}") && git fetch --quiet --tags --force && git checkout --quiet ${commit} && deploy/scripts/deploy.sh ${env} ${version} && deploy/scripts/apply.sh ${env}" || status=$?
+    case "${status}" in
+        0) ;;
+        3) annotate warning "Restart needed" "${version} is live on ${env}, but a changed setting needs a restart; the job log names it and the command (deploy/scripts/apply.sh ${env} --restart SERVICE)" ;;
+        *) exit "${status}" ;;
+    esac
 }
 
 rollback() {

@@ -203,14 +203,9 @@ write_edge_state() {
     mv "${tmp}" "${dir}/active.conf"
 }
 
-# ensure_state ENV: create the deploy state on first use (blue active, nothing deployed yet).
-ensure_state() {
-    local dir
-    dir="$(state_dir "$1")"
-    mkdir -p "${dir}/edge"
-    [[ -f "${dir}/edge/active.conf" ]] || write_edge_state "$1" blue blue
-    if [[ ! -f "${dir}/colours.env" ]]; then
-        cat >"${dir}/colours.env" <<STATE
+# initial_colours ENV: the deploy state before the first deploy (blue active, nothing deployed yet).
+initial_colours() {
+    cat <<STATE
 # Deploy state of $1, written by scripts/deploy.sh: the active colour of each app and the image
 # tag each colour runs (empty = APP_VERSION from env/$1.env). Do not edit while a deploy runs.
 BACKEND_ACTIVE=blue
@@ -220,12 +215,30 @@ BACKEND_GREEN_TAG=
 FRONTEND_BLUE_TAG=
 FRONTEND_GREEN_TAG=
 STATE
-    fi
+}
+
+# edge_files_sum: one checksum over nginx/, the files the edge reads from this checkout.
+edge_files_sum() {
+    (cd "${DEPLOY_DIR}" && find nginx -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+# record_edge_files ENV: the edge has just (re)loaded nginx/; apply.sh reloads it when they differ.
+record_edge_files() { edge_files_sum >"$(state_dir "$1")/edge/loaded.sha256"; }
+
+# ensure_state ENV: create the deploy state on first use.
+ensure_state() {
+    local dir
+    dir="$(state_dir "$1")"
+    mkdir -p "${dir}/edge"
+    [[ -f "${dir}/edge/active.conf" ]] || write_edge_state "$1" blue blue
+    [[ -f "${dir}/colours.env" ]] || initial_colours "$1" >"${dir}/colours.env"
 }
 
 # state_get ENV KEY: a value from .deploy/<env>/colours.env (empty when unset).
 state_get() {
-    sed -n "s/^$2=//p" "$(state_dir "$1")/colours.env" | tail -n 1
+    local file
+    file="$(state_dir "$1")/colours.env"
+    if [[ -f "${file}" ]]; then sed -n "s/^$2=//p" "${file}"; else initial_colours "$1" | sed -n "s/^$2=//p"; fi | tail -n 1
 }
 
 # state_set ENV KEY VALUE: replace KEY's line atomically (write a new file, then rename it).
@@ -243,28 +256,58 @@ active_profiles() {
     printf 'backend-%s,frontend-%s' "$(state_get "$1" BACKEND_ACTIVE)" "$(state_get "$1" FRONTEND_ACTIVE)"
 }
 
+# Compose commands that only read: they must not create the deploy state (`make config` on a fresh
+# checkout changes nothing); without a state they see the initial one.
+READ_ONLY_COMPOSE=(config ps logs images top port ls version)
+
 # compose ENV ARGS...: docker compose with the environment's env file, deploy state and override.
 # COMPOSE_PROFILES may be set by the caller (deploy.sh starts the idle colour that way).
 compose() {
-    local env="$1"
+    local env="$1" colours
     shift
-    ensure_state "${env}"
-    COMPOSE_PROFILES="${COMPOSE_PROFILES:-$(active_profiles "${env}")}" \
-        docker compose --project-directory "${DEPLOY_DIR}" \
-        --env-file "${DEPLOY_DIR}/env/${env}.env" --env-file "$(state_dir "${env}")/colours.env" \
-        -f "${DEPLOY_DIR}/compose.yaml" -f "${DEPLOY_DIR}/compose.${env}.yaml" "$@"
+    colours="$(state_dir "${env}")/colours.env"
+    if [[ ! -f "${colours}" && " ${READ_ONLY_COMPOSE[*]} " == *" ${1:-} "* ]]; then
+        compose_files "${env}" <(initial_colours "${env}") "$@"
+    else
+        ensure_state "${env}"
+        compose_files "${env}" "${colours}" "$@"
+    fi
 }
 
-# take_lock ENV WAIT_SECONDS WHAT: one deploy, restore or upgrade per environment at a time. The
-# lock is released when the calling script exits (the descriptor closes).
+# compose_files ENV STATE_FILE ARGS...: the docker compose call (STATE_FILE holds the colours).
+compose_files() {
+    COMPOSE_PROFILES="${COMPOSE_PROFILES:-$(active_profiles "$1")}" \
+        docker compose --project-directory "${DEPLOY_DIR}" \
+        --env-file "${DEPLOY_DIR}/env/$1.env" --env-file "$2" \
+        -f "${DEPLOY_DIR}/compose.yaml" -f "${DEPLOY_DIR}/compose.$1.yaml" "${@:3}"
+}
+
+# redeploy_running ENV APP: a blue-green redeploy of the version APP runs, so that a new colour
+# picks up a changed env file or Compose setting (apply.sh, rotate-secret.sh).
+redeploy_running() {
+    local colour tag
+    local -a extra=()
+    colour="$(state_get "$1" "${2^^}_ACTIVE")"
+    tag="$(state_get "$1" "${2^^}_${colour^^}_TAG")"
+    [[ -n "${tag}" ]] || tag="$(env_file_value "$1" APP_VERSION)"
+    # The version already runs here: redeploying it adds no risk that a mutable tag would.
+    [[ "${tag}" =~ ${IMMUTABLE_TAG} ]] || extra=(--allow-mutable-tag)
+    "${DEPLOY_DIR}/scripts/deploy.sh" "$1" "${tag}" --only "$2" --force --no-pull "${extra[@]}"
+}
+
+# take_lock ENV WAIT_SECONDS WHAT: one deploy, apply, rotation, restore or upgrade per environment at a
+# time. The lock is released when the calling script exits (the descriptor closes).
 take_lock() {
     local dir
+    # A script started by the holder (apply.sh runs deploy.sh) inherits the locked descriptor.
+    [[ "${DEPLOY_LOCK_HELD:-}" != "$1" ]] || return 0
     dir="$(state_dir "$1")"
     exec 9>"${dir}/deploy.lock"
     if ! flock -w "$2" 9; then
         die "another deploy of $1 holds ${dir}/deploy.lock ($(cat "${dir}/deploy.owner" 2>/dev/null || echo unknown)); retry later or pass --wait-lock SECONDS"
     fi
     printf 'pid %s: %s, since %s\n' "$$" "$3" "$(date -u +%FT%TZ)" >"${dir}/deploy.owner"
+    export DEPLOY_LOCK_HELD="$1"
 }
 
 # confirm QUESTION: ask on the terminal; --yes (ASSUME_YES=1) answers for non-interactive use.
