@@ -54,6 +54,8 @@ GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,1
 # Browser origins allowed by CORS: scheme://host[:port], nothing after it (that is what browsers send).
 ORIGIN = re.compile(rf"^(?:https://(?:{LABEL}\.)+[a-z]{{2,63}}|http://(?:localhost|127\.0\.0\.1))(?::[0-9]{{1,5}})?$")
 HTTPS_URL = re.compile(rf"^https://(?:{LABEL}\.)*{LABEL}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~/-]*)?$")
+# An age X25519 public key: "age1" and 58 characters of bech32 (no 1, b, i, o).
+AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 
 # Whole-number answers: kind -> (lowest, highest).
 RANGES = {
@@ -131,6 +133,15 @@ def _product_name(value) -> str:
     return "" if 0 < len(str(value)) <= 40 else "give 1-40 characters"
 
 
+def _age_recipient(value) -> str:
+    text = str(value)
+    if not text:
+        return ""  # no encryption: the dumps stay on the host
+    if text.upper().startswith("AGE-SECRET-KEY-"):
+        return "that is the secret key"  # it would end up in the answers file and deploy/backup/
+    return "" if AGE_RECIPIENT.match(text) else "not an age1... public key"
+
+
 def _environments(value) -> str:
     chosen = value if isinstance(value, list) else [value]
     if not chosen:
@@ -160,6 +171,7 @@ RULES: dict[str, Rule] = {
     "origin_list": _each(_origin),
     "cidr_list": _each(_cidr),
     "https_url": _pattern(HTTPS_URL, "not an https:// URL"),
+    "age_recipient": _age_recipient,
     **{kind: _range(low, high) for kind, (low, high) in RANGES.items()},
 }
 
@@ -173,6 +185,7 @@ QUESTIONS: dict[str, str] = {
     "api_rate_limit": "rate_per_second", "api_body_size_mb": "body_size_mb",
     "proxy_read_timeout_seconds": "timeout_seconds",
     "db_host": "host", "db_port": "tcp_port", "db_name": "db_name", "redis_host": "host", "redis_port": "tcp_port",
+    "backup_age_recipient": "age_recipient",
     "host_cpus": "host_cpus", "host_memory_gb": "host_memory_gb", "backend_replicas": "replicas",
     "backend_port": "port", "frontend_port": "port", "timezone": "timezone",
     "backend_dir": "rel_path", "backend_jar_glob": "rel_path", "frontend_dir": "rel_path",

@@ -42,6 +42,27 @@ DRIFT_CHECK_LOCAL = (1, 9, 17)
 # Node.js major version of CI's frontend build when no dev image names one (the default node_image's).
 DEFAULT_NODE_VERSION = "20"
 
+# TLS between the backend and MySQL (answer db_tls). The default per database mode: a bundled
+# server gets its certificate from the environment's local CA (scripts/db-tls.sh), so the backend
+# verifies it at no cost; an external server's CA is its operator's (a managed database's bundle),
+# unknown when rendering, so `required` encrypts and refuses plaintext from the first deploy, and
+# verify-identity needs that CA file first (docs: 02-docker-configuration).
+DB_TLS_DEFAULT = {"bundled": "verify-identity", "external": "required"}
+# Connector/J's sslMode per answer; `off` writes the driver's default (PREFERRED) explicitly: TLS
+# when the server offers it, else plaintext.
+DB_SSL_MODE = {"off": "PREFERRED", "required": "REQUIRED", "verify-identity": "VERIFY_IDENTITY"}
+MYSQL_TLS_DIR = "/etc/mysql/tls"  # in the mysql container: the mysql-tls volume
+DB_TRUSTSTORE_DIR = "/etc/petory/db-tls"  # in the backend containers: the db-truststore volume
+# A truststore holds public certificates only; PKCS12 still wants a password (its integrity
+# check), so this is the JDK's well-known one for cacerts, not a secret.
+DB_TRUSTSTORE_PASSWORD = "changeit"
+# The generated CI starts these with the generated MySQL configuration (8.0: the design document's,
+# 8.4: the LTS line to upgrade to, scripts/upgrade-datastore.sh).
+MYSQL_CI_IMAGES = ("mysql:8.0", "mysql:8.4")
+
+# The age recipients of the database dumps (scripts/backup-db.sh), relative to deploy/.
+BACKUP_RECIPIENTS_FILE = "backup/age-recipients.txt"
+
 # Raw answers that templates read only through this model (or `sizing`). copier.yml and hooks/
 # may read them; everything else gets `deployment.*`.
 COVERED = frozenset({
@@ -52,10 +73,10 @@ COVERED = frozenset({
     "registry", "registry_host", "registry_owner", "backend_image", "frontend_image",
     "edge_nginx_image", "frontend_nginx_image", "jre_image", "jdk_image", "node_image",
     "mysql_image", "redis_image", "certbot_image", "adminer_image",
-    "database", "db_host", "db_port", "db_name", "redis", "redis_host", "redis_port",
+    "database", "db_host", "db_port", "db_name", "db_tls", "redis", "redis_host", "redis_port",
     "server_size", "host_cpus", "host_memory_gb", "backend_replicas",
     "backend_build", "backend_dir", "backend_jar_glob", "frontend_dir", "frontend_build_dir",
-    "layout", "app_repository",
+    "layout", "app_repository", "backup_age_recipient",
 })
 
 # Metrics that the operator scripts export through node-exporter's textfile collector: one
@@ -67,9 +88,17 @@ METRICS = {
     "petory_deploy_last_success_timestamp_seconds": ("gauge", ("env",), "End of the last successful deploy or rollback"),
     "petory_deploy_last_failure_timestamp_seconds": ("gauge", ("env",), "End of the last deploy that was refused or rolled back"),
     "petory_deploy_version_info": ("gauge", ("env", "app", "version", "colour"), "The version each app serves (value 1)"),
-    "petory_backup_last_success_timestamp_seconds": ("gauge", ("env",), "End of the last database dump that was written and verified"),
-    "petory_backup_last_size_bytes": ("gauge", ("env",), "Size of the last database dump"),
-    "petory_backup_last_duration_seconds": ("gauge", ("env",), "Duration of the last database dump"),
+    "petory_backup_last_success_timestamp_seconds": ("gauge", ("env",), "End of the last backup whose dump restored with every table matching the source, and was kept"),
+    "petory_backup_last_size_bytes": ("gauge", ("env",), "Size of the last verified dump file (encrypted, when it is)"),
+    "petory_backup_last_duration_seconds": ("gauge", ("env",), "Duration of the last backup: dump, restore into the throwaway container, comparison"),
+    "petory_backup_last_verified_rows": ("gauge", ("env",), "Rows of the last dump that restored and matched the source's snapshot"),
+    "petory_backup_last_write_lock_seconds": ("gauge", ("env",), "How long writes to the application's tables waited while the last dump's snapshot began"),
+    "petory_backup_last_copy_timestamp_seconds": ("gauge", ("env",), "When the last dump was copied off the host (BACKUP_COPY_COMMAND)"),
+    "petory_backup_drill_last_success_timestamp_seconds": ("gauge", ("env",), "End of the last restore drill whose restore matched the dump's snapshot table by table"),
+    "petory_backup_drill_last_restored_rows": ("gauge", ("env",), "Rows the last restore drill restored"),
+    "petory_backup_drill_last_dump_timestamp_seconds": ("gauge", ("env",), "Snapshot time of the dump the last restore drill restored"),
+    "petory_binlog_rpo_seconds": ("gauge", ("env",), "Recovery point objective at the last binary log shipping: the larger of its interval and the age of the newest binary log off the host"),
+    "petory_binlog_last_shipped_timestamp_seconds": ("gauge", ("env",), "End of the newest binary log off the host (in backups/ when no copy command is set)"),
     "petory_certificate_expiry_timestamp_seconds": ("gauge", ("env", "name"), "notAfter of each certificate the scripts issue or install"),
 }
 
@@ -95,13 +124,18 @@ TASKS = (
     ("reload-edge", True, "Check the nginx configuration, then reload it without dropping connections", None),
     ("deploy", True, "Zero-downtime deploy of `VERSION` (default `sha-<commit>`) to ENV; `PULL=0` uses local images", None),
     ("rollback", True, "Go back to the previous version (or `ROLLBACK_TO=...`) without pulling", None),
-    ("backup", True, "Dump the database of ENV to `backups/<env>/` (compressed, with retention)", "bundled_mysql"),
-    ("restore", True, "Restore `FILE=backups/<env>/....sql.gz` into ENV (asks first; current data backed up)", "bundled_mysql"),
-    ("backup-timer", True, "Install the daily backup systemd timer for ENV (as root; checks the host first; `DRY_RUN=1` prints what it would do)", "bundled_mysql"),
+    ("apply", True, "Apply changed env file, Compose, nginx, MySQL and Redis settings or limits to the running ENV without downtime (`RESTART=mysql` also restarts what needs it; `DRY_RUN=1` prints the plan)", "servers"),
+    ("rotate-secret", True, "Rotate the secret `SECRET=jwt`, `redis` or `mysql` of ENV without signing anyone out or dropping a request (`OVERLAP=24h` for jwt)", "servers"),
+    ("backup", True, "Dump the database of ENV to `backups/<env>/`, proven by a restore into a throwaway container, encrypted when recipients are set (with retention)", "bundled_mysql"),
+    ("restore", True, "Restore `FILE=backups/<env>/....sql.gz` into ENV (asks first; current data backed up); `TO=\"YYYY-MM-DD HH:MM:SS+HH:MM\"` then replays the binary logs up to that instant", "bundled_mysql"),
+    ("backup-timer", True, "Install the daily backup systemd timer for ENV (as root; checks the host first; `DRILL=1` adds a weekly restore drill; `DRY_RUN=1` prints what it would do)", "bundled_mysql"),
+    ("restore-drill", True, "Restore the newest dump of ENV into a throwaway container and compare every table with production (`IDENTITY=<file>`, the age key, decrypts; `FILE=` picks a dump)", "bundled_mysql"),
     ("upgrade-mysql", True, "Back up, then move MySQL to the image in `compose.yaml`", "bundled_mysql"),
     ("upgrade-redis", True, "Snapshot, then move Redis to the image in `compose.yaml`", "bundled_redis"),
     ("maintenance-on", True, "Answer every request of ENV with the maintenance page (503) at once, no reload", None),
     ("maintenance-off", True, "Serve ENV normally again", None),
+    ("db-tls-check", True, "Check MySQL's TLS as the backend sees it: certificate verified for its name, its expiry, plaintext refused", "db_tls"),
+    ("db-tls-rotate", True, "Replace MySQL's TLS certificate (same CA) and load it without a restart", "db_tls"),
     ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (`FORCE=1` renews anyway); the edge reloads after `nginx -t`", "uses_letsencrypt"),
 )
 
@@ -189,6 +223,50 @@ def _address(bundled: bool, service: str, default_port: int, host: str | None, p
     if bundled:
         return {"bundled": True, "host": service, "port": default_port, "address": f"{service}:{default_port}"}
     return {"bundled": False, "host": host, "port": port, "address": f"{host}:{port}"}
+
+
+def default_db_tls(answers: Mapping) -> str:
+    return DB_TLS_DEFAULT[answers["database"]]
+
+
+def _db(answers: Mapping, bundled: bool) -> dict:
+    """The database: where it is, its JDBC URL, and how TLS protects the connection."""
+    name = answers["db_name"]
+    db = {**_address(bundled, "mysql", 3306, answers.get("db_host"), answers.get("db_port")),
+          "name": name, "app_user": f"{name}_app"}
+    mode = answers.get("db_tls") or default_db_tls(answers)
+    verify = mode == "verify-identity"
+    tls = {
+        "mode": mode,
+        # The template issues and installs the server certificate (bundled MySQL only).
+        "server_certificate": bundled and mode != "off",
+        # The backend verifies the server against a truststore built from the CA.
+        "truststore": verify,
+        # The names the server certificate carries: what clients connect to (the service, and
+        # 127.0.0.1/localhost for the container's own clients), or the external host.
+        "names": ["mysql", "localhost", "127.0.0.1"] if bundled else [db["host"]],
+        "server_dir": MYSQL_TLS_DIR,
+        "truststore_dir": DB_TRUSTSTORE_DIR,
+        "truststore_password": DB_TRUSTSTORE_PASSWORD,
+        "ssl_mode": DB_SSL_MODE[mode],
+    }
+    tls["helper"] = tls["server_certificate"] or verify  # scripts/db-tls.sh and its container
+    params = [("characterEncoding", "UTF-8"), ("serverTimezone", answers["timezone"]), ("sslMode", tls["ssl_mode"])]
+    if verify:
+        params += [("trustCertificateKeyStoreUrl", f"file:{DB_TRUSTSTORE_DIR}/truststore.p12"),
+                   ("trustCertificateKeyStoreType", "PKCS12"),
+                   ("trustCertificateKeyStorePassword", DB_TRUSTSTORE_PASSWORD)]
+    db["jdbc_url"] = f"jdbc:mysql://{db['address']}/{name}?" + "&".join(f"{k}={v}" for k, v in params)
+    db["tls"] = tls
+    db["ci_images"] = list(MYSQL_CI_IMAGES)
+    return db
+
+
+def _backup(answers: Mapping) -> dict:
+    """Backups of the bundled database: the age recipients the dumps are encrypted to (none: the
+    dumps stay on the host), in a tracked file beside the scripts that the operator may extend."""
+    recipient = answers.get("backup_age_recipient") or ""
+    return {"age_recipients": [recipient] if recipient else [], "recipients_file": BACKUP_RECIPIENTS_FILE}
 
 
 def _layout(answers: Mapping) -> dict:
@@ -280,6 +358,8 @@ def build(answers: Mapping) -> dict:
         "separate_repo": (answers.get("layout") or "app-repo") == "deploy-repo",
     }
     flags["data_services"] = flags["bundled_mysql"] or flags["bundled_redis"]
+    db = _db(answers, flags["bundled_mysql"])
+    flags["db_tls"] = db["tls"]["helper"]  # scripts/db-tls.sh exists
     host = registry_host(answers["registry"], answers.get("registry_host"))
     images = {
         "backend": answers["backend_image"],
@@ -294,7 +374,6 @@ def build(answers: Mapping) -> dict:
         "redis": answers["redis_image"] if flags["bundled_redis"] else None,
         "certbot": answers["certbot_image"] if flags["uses_letsencrypt"] else None,
     }
-    db_name = answers["db_name"]
     return {
         "envs": envs,
         "servers": servers,
@@ -312,9 +391,9 @@ def build(answers: Mapping) -> dict:
         # Apps that CI builds into images: one matrix entry each.
         "apps": ["backend", "frontend"],
         "node_version": node_version(answers.get("node_image")),
-        "db": {**_address(flags["bundled_mysql"], "mysql", 3306, answers.get("db_host"), answers.get("db_port")),
-               "name": db_name, "app_user": f"{db_name}_app"},
+        "db": db,
         "cache": _address(flags["bundled_redis"], "redis", 6379, answers.get("redis_host"), answers.get("redis_port")),
+        "backup": _backup(answers),
         "layout": _layout(answers),
         "acme": {"email": answers["acme_email"], "server": answers["acme_server"]} if flags["uses_letsencrypt"] else None,
         "tasks": _tasks(flags),

@@ -46,6 +46,8 @@ DERIVED: dict[str, Derivation] = {
     "staging_domain": _format("staging.{domain}", "domain"),
     "acme_email": _format("ops@{domain}", "domain"),
     "db_host": _format("mysql.{domain}", "domain"),
+    "db_tls": Derivation(("database",), lambda answers: deployment.default_db_tls(answers),
+                         "verify-identity if bundled, else required"),
     "db_name": Derivation(("project_slug",), lambda answers: answers["project_slug"].replace("-", "_"),
                           "<project_slug> with '_' for '-'"),
     "redis_host": _format("redis.{domain}", "domain"),

@@ -149,8 +149,8 @@ def _service(memory_mb: int, cpus: float) -> dict:
         "memory_limit_mb": memory_mb,
         # Reservations are what Docker keeps for the service under memory pressure.
         "memory_reservation_mb": int(_floor_to(memory_mb / 2, 16)),
+        # No CPU reservation: outside Swarm, Compose ignores `reservations.cpus`.
         "cpus": round(cpus, 2),
-        "cpu_reservation": round(_floor_to(cpus / 2, 0.05), 2) or 0.05,
     }
 
 
@@ -249,7 +249,7 @@ def compose_resources(plan_: dict, service: str) -> str:
     s = plan_["services"][service]
     return (
         f'{{limits: {{cpus: "{s["cpus"]:.2f}", memory: {s["memory_limit_mb"]}M}}, '
-        f'reservations: {{cpus: "{s["cpu_reservation"]:.2f}", memory: {s["memory_reservation_mb"]}M}}}}'
+        f'reservations: {{memory: {s["memory_reservation_mb"]}M}}}}'
     )
 
 
@@ -274,6 +274,9 @@ DISK_FIXED_GB = {
     "images_for_rollback": round((KEPT_VERSIONS + 1) * APP_IMAGES_GB + 1.0, 2),  # + base images
     "container_logs": 0.5,  # json-file: 10 MB x 5 files per container (compose.yaml x-hardening)
     "metrics_retention": 0.0,  # no bundled monitoring yet
+    # The local CAs, the edge's and MySQL's certificates and the backend's truststore are a few KB
+    # each; certbot keeps every renewal in its archive: 10 MB covers years of them.
+    "certificates": 0.01,
 }
 BACKUP_RETENTION_DAYS = 14  # scripts/backup-db.sh --retention-days default
 BINLOG_DAYS = 7  # docker/mysql/conf.d/petory.cnf binlog_expire_logs_seconds
@@ -282,7 +285,10 @@ DAILY_WRITES_RATIO = 0.05  # binlog written per day against the data's size (ass
 DISK_PER_DATABASE_GB = {
     "data": 1.1,  # InnoDB files plus temporary tables
     "dumps": BACKUP_RETENTION_DAYS * DUMP_RATIO + DUMP_RATIO,  # daily dumps + the pre-restore dump
-    "binlogs": BINLOG_DAYS * DAILY_WRITES_RATIO,
+    "binlogs": BINLOG_DAYS * DAILY_WRITES_RATIO,  # on the server, for binlog_expire_logs_seconds
+    # Their shipped copies in backups/<env>/binlog/ (scripts/ship-binlogs.sh), kept as long; age
+    # encryption adds a few hundred bytes per file.
+    "shipped_binlogs": BINLOG_DAYS * DAILY_WRITES_RATIO,
 }
 
 

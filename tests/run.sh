@@ -6,7 +6,8 @@
 set -Eeuo pipefail
 
 APT_PACKAGES=(docker.io docker-registry debootstrap debian-archive-keyring openssl openssh-client curl git make openjdk-17-jdk-headless libmariadb-java
-    mariadb-server redis-server) # the last two: tests/test_sample_app.py runs the sample backend against them
+    mariadb-server redis-server # tests/test_sample_app.py runs the sample backend against these two
+    age) # the database stack's backups are encrypted to an age key made per session (tests/live/conftest.py)
 # The static part shares each answer set's render between modules: --dist loadgroup keeps the
 # tests of one answer set on one worker (tests/conftest.py groups them).
 STATIC_ARGS=(-m "not live and not bench" -n "${TEST_WORKERS:-$(nproc)}" --dist loadgroup)

@@ -49,6 +49,10 @@ EXAMPLES = {
                    (["10.0.0.1/8"], "not a CIDR"), (["lb.example.com"], "not a CIDR")]),
     "https_url": (["https://acme-staging-v02.api.letsencrypt.org/directory", "https://pebble:14000/dir"],
                   [("http://acme.example.com/directory", "https://")]),
+    "age_recipient": (["", "age1py2wwa7g6pxav3wahw6cfrsdj0m4988gnujhaf65sxpnwq6fjacs5wzt2w"],
+                      [("age1py2wwa7g6pxav3wahw6cfrsdj0m4988gnujhaf65sxpnwq6fjacs5wzt2", "age1... public"),
+                       ("ssh-ed25519 AAAAC3Nza", "not an age1"),
+                       ("AGE-SECRET-KEY-1" + "Q" * 58, "secret key")]),
     # Whole-number ranges (RANGES): both ends pass, one past each end fails.
     "port": ([1024, 8080, "3000", 65535], [(80, "give 1024 to 65535"), ("http", "1024 to"), (65536, "to 65535")]),
     "tcp_port": ([1, 3306, 65535], [(0, "at least 1"), (65536, "1 to 65535"), (True, "1 to 65535")]),

@@ -38,6 +38,11 @@ def test_a_larger_host_grows_mysql_limits_before_its_buffer_pool_and_connections
         "recreate certbot x"]
 
 
+def test_a_restarted_data_service_is_ready_before_the_apps_and_the_edge_goes_after_them(deploy):
+    assert ordered(deploy, "recreate edge x", "redeploy backend x", "recreate certbot x", "recreate mysql x") == [
+        "recreate mysql x", "redeploy backend x", "recreate edge x", "recreate certbot x"]
+
+
 def test_a_smaller_host_gives_memory_back_before_the_limit_and_connections_after_the_apps(deploy):
     assert ordered(deploy, "redeploy backend 2 -> 1 replicas", "set-global mysql max_connections 60 -> 40",
                    "limits mysql 0.65 CPUs", "set-global mysql innodb_buffer_pool_size 1476395008 -> 536870912") == [

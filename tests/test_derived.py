@@ -144,9 +144,14 @@ def test_each_derived_answer_follows_its_sources_on_update(followed, name):
         assert re.search(rf"follow_derived: {name} follows", followed["log"]), followed["log"]
 
 
+# Derived answers whose sources CHANGES cannot move: `database` stays external, since bundled
+# would hide db_host, whose following this update checks (tests/test_db_tls.py tests db_tls's).
+FIXED_SOURCES = {"db_tls"}
+
+
 def test_every_derivation_changed_in_the_update(followed):
     """The update test is only as strong as its changes: each derived value must differ."""
-    unchanged = [name for name in set(derived.DERIVED) - set(OPERATOR)
+    unchanged = [name for name in set(derived.DERIVED) - set(OPERATOR) - FIXED_SOURCES
                  if str(followed["before"][name]) == str(followed["after"][name])]
     assert unchanged == [], f"CHANGES leave these derived answers unchanged: {unchanged}"
 

@@ -152,7 +152,8 @@ def test_backup_timer_dry_run_prints_the_units_and_commands_and_writes_nothing(d
     assert "# petory-prod-backup.service, written to /etc/systemd/system/petory-prod-backup.service\n" in out
     assert "# petory-prod-backup.timer, written to /etc/systemd/system/petory-prod-backup.timer\n" in out
     assert f"ExecStart={deploy}/scripts/backup-db.sh prod --retention-days 14\n" in out
-    assert out.endswith("# then:\nsystemctl daemon-reload\nsystemctl enable --now petory-prod-backup.timer\n")
+    assert out.endswith("# then:\nsystemctl daemon-reload\n"
+                        "systemctl enable --now petory-prod-backup.timer petory-prod-backup-binlogs.timer\n")
     assert "dry run, nothing changed; a real run would refuse: " in proc.stderr
     assert "systemd is not running this host (PID 1 is " in proc.stderr
     assert calls.read_text() == "show --property=Version --value\n"  # asked, changed nothing
@@ -182,11 +183,12 @@ def test_backup_timer_installs_then_reports_unchanged(deploy, tmp_path):
     units.mkdir()
     first = run(deploy, "scripts/install-backup-timer.sh", "prod", "--unit-dir", str(units), env=env)
     assert first.returncode == 0, first.stderr
-    assert sorted(p.name for p in units.iterdir()) == ["petory-prod-backup.service", "petory-prod-backup.timer"]
+    assert sorted(p.name for p in units.iterdir()) == ["petory-prod-backup-binlogs.service", "petory-prod-backup-binlogs.timer",
+                                                       "petory-prod-backup.service", "petory-prod-backup.timer"]
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in units.iterdir())
     assert "OnCalendar=*-*-* 03:30:00" in (units / "petory-prod-backup.timer").read_text()
     assert calls.read_text().splitlines()[1:] == [
-        "daemon-reload", "enable --now --quiet petory-prod-backup.timer",
+        "daemon-reload", "enable --now --quiet petory-prod-backup.timer petory-prod-backup-binlogs.timer",
         "show --property=NextElapseUSecRealtime --value petory-prod-backup.timer"]
     assert f"units written to {units}" in first.stderr
     again = run(deploy, "scripts/install-backup-timer.sh", "prod", "--unit-dir", str(units), env=env)

@@ -30,6 +30,8 @@ DEFAULTS = {
     "db_host": "mysql.petory.example.com",
     "db_port": 3306,
     "db_name": "petory",
+    "db_tls": "verify-identity",
+    "backup_age_recipient": "",
     "redis": "bundled",
     "redis_host": "redis.petory.example.com",
     "redis_port": 6379,
@@ -166,7 +168,7 @@ def test_metric_names_follow_prometheus_conventions():
     assert metrics["textfile_dir"].startswith("/var/lib/")
     for name, spec in metrics["names"].items():
         assert name.startswith("petory_") and spec["type"] in {"gauge", "counter"}
-        assert name.endswith(("_seconds", "_bytes", "_info", "_total")), name
+        assert name.endswith(("_seconds", "_bytes", "_info", "_total", "_rows")), name  # a unit, plural
         assert "env" in spec["labels"]
 
 

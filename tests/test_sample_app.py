@@ -8,8 +8,10 @@ and Redis; it is skipped unless ``mariadbd`` and ``redis-server`` are installed
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
+import hmac
 import importlib.util
 import json
 import os
@@ -22,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,8 @@ _spec.loader.exec_module(sample_app)
 
 VERSION = "1.4.2-test"
 JWT_SECRET = "test-secret-" + "x" * 32
+# Key rotation: the shared app signs with JWT_SECRET ("key A"); rotated apps sign with key B.
+JWT_SECRET_B = "rotated-secret-" + "y" * 32
 
 
 # --------------------------------------------------------------------------- helpers
@@ -93,10 +98,11 @@ class RunningApp:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def request(self, path: str, method: str = "GET", body: object = None, timeout: float = 15):
+    def request(self, path: str, method: str = "GET", body: object = None, timeout: float = 15,
+                headers: dict[str, str] | None = None):
         """Returns (status, headers, parsed JSON body)."""
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        req = urllib.request.Request(self.url(path), data=data, method=method)
+        req = urllib.request.Request(self.url(path), data=data, method=method, headers=headers or {})
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
@@ -105,6 +111,15 @@ class RunningApp:
         except urllib.error.HTTPError as err:
             status, headers, raw = err.code, err.headers, err.read()
         return status, headers, json.loads(raw.decode("utf-8")) if raw else None
+
+    def me(self, token: str):
+        """GET /api/auth/me with the token as bearer; returns (status, headers, body)."""
+        return self.request("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+
+    def issue_token(self, user: str = "choco") -> dict:
+        status, _, body = self.request("/api/auth/token", method="POST", body={"user": user})
+        assert status == 200, body
+        return body
 
     def wait_live(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -142,6 +157,37 @@ class RunningApp:
                 self.proc.kill()
                 self.proc.wait()
         self._log_file.close()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_json(part: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def make_jwt(secret: str, claims: dict, alg: str = "HS512") -> str:
+    """A compact JWT built independently of the app, to check it interoperates."""
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    signing_input = f"{header}.{b64url(json.dumps(claims).encode())}"
+    digest = {"HS512": hashlib.sha512, "HS256": hashlib.sha256}.get(alg)
+    signature = hmac.new(secret.encode(), signing_input.encode(), digest).digest() if digest else b""
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def iso_instant(delta: timedelta) -> str:
+    return (datetime.now(timezone.utc) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def assert_unauthorized(response, *message_parts: str) -> None:
+    status, headers, body = response
+    assert status == 401, body
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert headers["X-App-Version"]
+    assert body["error"] == "Unauthorized" and body["path"] == "/api/auth/me" and body["timestamp"]
+    for part in message_parts:
+        assert part in body["message"], body["message"]
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +249,8 @@ def test_health_down_names_failing_components(app):
 
 def test_info_version_and_header(app):
     status, headers, body = app.request("/actuator/info")
-    assert (status, body) == (200, {"app": {"name": "petory", "version": VERSION}})
+    assert status == 200 and body["app"] == {"name": "petory", "version": VERSION}
+    assert set(body) == {"app", "jvm"} and body["jvm"]["max_heap_bytes"] > 0
     assert headers["X-App-Version"] == VERSION  # HTTP header names are case-insensitive
     status, headers, body = app.request("/api/version")
     assert (status, body) == (200, {"version": VERSION})
@@ -254,6 +301,107 @@ def test_jwt_secret_required(jar, start_app, secret):
     assert rc != 0
     assert "APPLICATION FAILED TO START" in out
     assert "PETORY_JWT_SECRET" in out and "32" in out
+
+
+def test_jwt_issue_and_verify(app):
+    status, headers, issued = app.request("/api/auth/token", method="POST", body={"user": "choco"})
+    assert status == 200 and set(issued) == {"token", "expires_at"}
+    assert headers["X-App-Version"] == VERSION
+    token = issued["token"]
+    header, payload, signature = token.split(".")
+    assert "=" not in token
+    assert b64url_json(header) == {"alg": "HS512", "typ": "JWT"}
+    claims = b64url_json(payload)
+    assert claims["sub"] == "choco" and claims["exp"] - claims["iat"] == 3600
+    assert abs(claims["iat"] - time.time()) < 60
+    expires_at = datetime.fromtimestamp(claims["exp"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert issued["expires_at"] == expires_at
+    expected = hmac.new(JWT_SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha512).digest()
+    assert signature == b64url(expected)
+
+    status, headers, body = app.me(token)
+    assert (status, body) == (200, {"user": "choco", "key": "current"})
+    assert headers["X-App-Version"] == VERSION
+    now = int(time.time())
+    foreign = make_jwt(JWT_SECRET, {"sub": "mochi", "iat": now, "exp": now + 60})
+    assert app.me(foreign)[2] == {"user": "mochi", "key": "current"}
+
+    for bad_body in ({}, {"user": "  "}, {"user": 7}):
+        assert app.request("/api/auth/token", method="POST", body=bad_body)[0] == 400
+    assert app.request("/api/auth/token")[0] == 405
+
+    assert_unauthorized(app.request("/api/auth/me"), "Missing Authorization")
+    assert_unauthorized(app.request("/api/auth/me", headers={"Authorization": f"Basic {token}"}),
+                        "Missing Authorization")
+    assert_unauthorized(app.me("not-a-jwt"), "Malformed")
+    other_sub = b64url(json.dumps({**claims, "sub": "intruder"}).encode())
+    assert_unauthorized(app.me(f"{header}.{other_sub}.{signature}"), "signature does not match any accepted key")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert_unauthorized(app.me(f"{header}.{payload}.{flipped}"), "signature does not match any accepted key")
+    for alg in ("HS256", "none"):
+        forged = make_jwt(JWT_SECRET, {"sub": "choco", "iat": now, "exp": now + 60}, alg=alg)
+        if alg == "none":
+            forged = forged.rstrip(".") + ".AAAA"  # the compact form needs a non-empty signature part
+        assert_unauthorized(app.me(forged), f"alg '{alg}'")
+    expired = make_jwt(JWT_SECRET, {"sub": "choco", "iat": now - 120, "exp": now - 60})
+    assert_unauthorized(app.me(expired), "expired")
+
+
+def test_jwt_key_rotation(jar, app, start_app):
+    """Key A -> B: A's tokens verify during the overlap window only; B signs new tokens."""
+    token_a = app.issue_token()["token"]  # the shared app signs with key A
+    rotated = {"PETORY_JWT_SECRET": JWT_SECRET_B, "PETORY_JWT_PREVIOUS_SECRET": JWT_SECRET}
+    window_end, window_start = iso_instant(timedelta(hours=1)), iso_instant(-timedelta(minutes=1))
+    # Started together: the JVM starts dominate the run time.
+    in_window = start_app(jar, wait=False, PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL=window_end,
+                          PETORY_JWT_TTL_SECONDS="1", **rotated)
+    after_window = start_app(jar, wait=False, PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL=window_start, **rotated)
+    # Also checks that /actuator/info reports the heap the JVM was given.
+    no_window = start_app(jar, wait=False, JAVA_TOOL_OPTIONS="-Xmx96m", **rotated)
+    for running in (in_window, after_window, no_window):
+        running.wait_live()
+
+    assert in_window.me(token_a)[2] == {"user": "choco", "key": "previous"}
+    short_lived = in_window.issue_token()
+    now = int(time.time())
+    stranger = make_jwt("unknown-secret-" + "z" * 32, {"sub": "choco", "iat": now, "exp": now + 60})
+    assert_unauthorized(in_window.me(stranger), "signature does not match any accepted key")
+    assert f"previous key accepted until {window_end}\n" in in_window.output()
+    assert f"accepted until {window_start} (already passed)" in after_window.output()
+
+    assert_unauthorized(after_window.me(token_a), "signed with the previous key", f"accepted until {window_start}")
+    token_b = after_window.issue_token("mochi")["token"]
+    assert after_window.me(token_b)[2] == {"user": "mochi", "key": "current"}
+    assert_unauthorized(app.me(token_b), "signature does not match any accepted key")  # A does not know B
+
+    assert_unauthorized(no_window.me(token_a), "signed with the previous key", "PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL")
+    warnings = [line for line in no_window.output().splitlines() if " WARN " in line and "VALID_UNTIL" in line]
+    assert len(warnings) == 1, no_window.output()
+    max_heap = no_window.request("/actuator/info")[2]["jvm"]["max_heap_bytes"]
+    assert 0.8 * 96 * 2**20 <= max_heap <= 96 * 2**20
+
+    # TTL 1 s: once exp has passed the token is refused (signature still fine, so "expired").
+    expires_at = datetime.strptime(short_lived["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    time.sleep(max(0.0, expires_at.timestamp() - time.time()) + 0.2)
+    assert_unauthorized(in_window.me(short_lived["token"]), "expired")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL": "next tuesday"}, "PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL"),
+        ({"PETORY_JWT_PREVIOUS_SECRET": "short-previous"}, "PETORY_JWT_PREVIOUS_SECRET"),
+        ({"PETORY_JWT_TTL_SECONDS": "0"}, "PETORY_JWT_TTL_SECONDS"),
+    ],
+    ids=["bad-valid-until", "short-previous-secret", "zero-ttl"],
+)
+def test_jwt_rotation_config_rejected(jar, start_app, env, named):
+    bad = start_app(jar, wait=False, **env)
+    rc = bad.proc.wait(timeout=30)
+    out = bad.output()
+    assert rc != 0
+    assert "APPLICATION FAILED TO START" in out
+    assert f"({named})" in out, out
 
 
 def test_sigterm_exits_zero_quickly(jar, start_app):

@@ -11,7 +11,7 @@ import pytest
 
 from script_helpers import bash, functions, private_copy, run
 
-SCRIPTS = ["compose.sh", "deploy.sh", "rollback.sh", "backup-db.sh", "restore-db.sh",
+SCRIPTS = ["compose.sh", "deploy.sh", "rollback.sh", "backup-db.sh", "restore-db.sh", "ship-binlogs.sh",
            "install-backup-timer.sh", "upgrade-datastore.sh", "init-certificates.sh", "certificates.sh"]
 
 

@@ -385,7 +385,8 @@ def test_ci_tests_and_builds_both_apps_in_one_matrix_and_validates(project, name
     prefix = "app/" if repo else ""
     ci = workflows(directory)["deploy-ci.yml"]
     assert set(ci["on"]) == {"pull_request", "workflow_call"}
-    assert set(ci["jobs"]) == {"app", "deployment-files"}
+    # mysql: the generated MySQL configuration on 8.0 and 8.4 (tests/test_db_tls.py)
+    assert set(ci["jobs"]) == {"app", "deployment-files", "mysql"}
     job = ci["jobs"]["app"]
     matrix = job["strategy"]["matrix"]["include"]
     assert matrix == [{"app": "backend", "image": answers["backend_image"]},

@@ -83,3 +83,57 @@ def prod_stack(live_project):
 def stack(request):
     """The shared running stack of one environment; torn down at the end of the session."""
     return request.getfixturevalue(f"{request.param}_stack")
+
+
+# -- The database tier's stack (issue 15): tests/live/test_db_tls.py, test_backups.py, test_pitr.py --
+import subprocess  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+# One prod stack for the three: MySQL over verified TLS (db_tls), self-signed edge TLS, the
+# recommended size; the API limit is raised because all test traffic comes from one address.
+DATABASE_ANSWERS = {
+    "environments": ["prod"],
+    "tls_mode_prod": "self-signed",
+    "server_size": "medium",
+    "advanced": True,
+    "db_tls": "verify-identity",
+    "api_rate_limit": 1000,
+}
+
+
+@dataclass
+class DatabaseStack:
+    stack: Stack
+    age_identity: Path  # age-keygen's file: the private key, which restores and drills decrypt with
+    age_recipient: str  # its public key (age1...), the backup_age_recipient answer
+
+
+@pytest.fixture(scope="session")
+def age_key_pair(tmp_path_factory) -> tuple[Path, str]:
+    """An age key pair made once per session: (identity file, recipient)."""
+    identity = tmp_path_factory.mktemp("age") / "identity.txt"
+    try:
+        subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+    except FileNotFoundError:
+        pytest.fail("age-keygen is missing: apt-get install -y age (tests/run.sh installs it)", pytrace=False)
+    recipient = subprocess.run(["age-keygen", "-y", str(identity)], check=True, capture_output=True,
+                               text=True).stdout.strip()
+    return identity, recipient
+
+
+@pytest.fixture(scope="session")
+def database_stack(base_images, age_key_pair, tmp_path_factory, summary):
+    identity, recipient = age_key_pair
+    answers = {**DATABASE_ANSWERS, "backup_age_recipient": recipient, **base_images}  # dumps encrypted to it
+    project = render(tmp_path_factory.mktemp("database") / "petory-deploy", answers)
+    build_backend_jar(project / "backend/build/libs/petory-0.0.1-SNAPSHOT.jar", "1.0.0")
+    build_frontend(project / "frontend/build", "1.0.0")
+    running = Stack(project, "prod", "petory.example.com")
+    try:
+        running.up()
+        summary.append(f"database stack: prod with db_tls=verify-identity up in {running.cold_up_seconds:.1f} s (cold)")
+        yield DatabaseStack(running, identity, recipient)
+    finally:
+        running.down(volumes=True)
+        left = running.leftovers()
+        assert not left, f"teardown left {left} behind"

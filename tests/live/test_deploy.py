@@ -1,13 +1,18 @@
-"""scripts/deploy.sh, rollback.sh, backup-db.sh and restore-db.sh on a live prod stack under load.
+"""scripts/deploy.sh, rollback.sh, backup-db.sh, restore-db.sh, apply.sh and rotate-secret.sh on a
+live prod stack under load.
 
 The tests run in file order on one stack (module fixture): first deploy v1, then v1 -> v2 for
 the backend and the frontend under constant load, a broken v3, a rollback with the registry
-down, two concurrent deploys, and a backup/destroy/restore cycle. Images come from a real
+down, two concurrent deploys, a backup/destroy/restore cycle, then changes to the running
+installation: edited env file, Compose and nginx settings together with a smaller host size
+(`copier update`, then `make apply`), and the rotation of the JWT key and the Redis and MySQL
+passwords, each under strict load (a new connection per request, no retries). Images come from a real
 registry on 127.0.0.1, so deploys pull; load goes through the edge on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import subprocess
@@ -21,7 +26,7 @@ import pytest
 from load import Load
 from registry import LocalRegistry
 from sample_app import build_backend_jar, build_frontend
-from stack import KeepAliveClient, Stack, render
+from stack import KeepAliveClient, Stack, render, template_snapshot
 
 # All test traffic arrives from one address (docker-proxy on loopback), so the per-client API
 # limit is raised for this stack, as an operator would behind a known load balancer.
@@ -81,7 +86,8 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(base_images, tmp_path_factory, summary):
     workdir = tmp_path_factory.mktemp("deploy")
-    project = render(workdir / "petory-deploy", {**ANSWERS, **base_images})
+    # From a committed snapshot of the template, so the resize test can `copier update` it.
+    project = render(workdir / "petory-deploy", {**ANSWERS, **base_images}, template_snapshot(workdir / "template"))
     registry = LocalRegistry(workdir)
     registry.start()
     stack = Stack(project, "prod", "petory.example.com", version=None,
@@ -223,3 +229,217 @@ def test_backup_destroy_restore_gives_identical_rows(deployment, summary):
     stack.run("scripts/restore-db.sh", "prod", backup, "--yes")
     assert stack.request("GET", "/api/pets").json()["pets"] == before
     summary.append(f"backup: {Path(backup).name}, {Path(backup).stat().st_size} bytes, restored {len(before)} rows")
+
+
+# --- changing the running installation -------------------------------------------------------------
+
+def strict(stack: Stack, path: str) -> callable:
+    """A request on a new connection each time, never retried: every refused connection counts."""
+    def send() -> tuple[int, str]:
+        resp = stack.request("GET", path, timeout=10)
+        return resp.status, resp.json().get("version", "") if path == "/api/version" and resp.status == 200 else ""
+    return send
+
+
+class StrictLoad:
+    """/api/version (edge and backend) and /api/roundtrip (a new MySQL and Redis connection per
+    request, with the colour's credentials) under strict load while an operator command runs."""
+
+    def __init__(self, deployment: Deployment):
+        self.stack = deployment.stack
+        self.api = Load(strict(self.stack, "/api/version"), rate=30, threads=6, max_seconds=400)
+        self.roundtrip = Load(strict(self.stack, "/api/roundtrip"), rate=10, threads=2, max_seconds=400)
+        self.wall_offset = time.time() - time.monotonic()  # Sample.at + offset = the scripts' clock
+
+    def run(self, *cmd: str) -> tuple[subprocess.CompletedProcess, float]:
+        with self.api, self.roundtrip:
+            time.sleep(2)
+            began = time.monotonic()
+            proc = self.stack.run(*cmd, check=False, timeout=600)
+            took = time.monotonic() - began
+            time.sleep(2)
+        return proc, took
+
+    def report(self, what: str, took: float) -> str:
+        return (f"{what}: took {took:.1f} s; {len(self.api.samples)} + {len(self.roundtrip.samples)} requests "
+                f"(/api/version + /api/roundtrip, new connection each, no retry), "
+                f"{len(self.api.failures)} + {len(self.roundtrip.failures)} failed")
+
+    def logged_at(self, stderr: str, text: str) -> float:
+        """The monotonic time of the script's log line containing `text` (its HH:MM:SS, local time)."""
+        line = next(line for line in stderr.splitlines() if text in line)
+        clock = time.strftime("%Y-%m-%d ") + line.split()[0]
+        return time.mktime(time.strptime(clock, "%Y-%m-%d %H:%M:%S")) - self.wall_offset
+
+
+def mysql_value(stack: Stack, expression: str) -> str:
+    return stack.compose("exec", "-T", "mysql", "sh", "-c",
+                         f'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql -uroot -N -B -e "SELECT {expression}"').stdout.decode().strip()
+
+
+def redis_maxmemory(stack: Stack) -> int:
+    info = stack.compose("exec", "-T", "redis", "sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli info memory').stdout
+    return int(re.search(rb"^maxmemory:(\d+)", info, re.MULTILINE).group(1))
+
+
+def test_config_changes_and_a_smaller_host_are_applied_with_one_command(deployment, summary):
+    """An operator edits the env file, a Compose setting and nginx, and resizes medium -> small with
+    `copier update`; `make apply` brings all of it to the running installation, 0 failed."""
+    import sizing
+    from update_helpers import copier, git, output
+
+    stack, deploy = deployment.stack, deployment.stack.deploy_dir
+    pets = stack.request("GET", "/api/pets").json()["pets"]
+    data = deployment.data_containers()
+    git(stack.project_dir, "init", "-q")
+    git(stack.project_dir, "add", "-A")
+    git(stack.project_dir, "commit", "-q", "-m", "Deployment at medium")
+    env_file = deploy / "env/prod.env"
+    env_file.write_text(re.sub(r"(?m)^PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL=.*$",
+                               "PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL=2001-01-01T00:00:00Z", env_file.read_text()))
+    override = deploy / "compose.prod.yaml"
+    override.write_text(override.read_text().replace("LOGGING_LEVEL_ROOT: WARN", "LOGGING_LEVEL_ROOT: INFO"))
+    with (deploy / "nginx/snippets/security-headers.conf").open("a") as snippet:
+        snippet.write('add_header X-Petory-Change "applied" always; # operator edit\n')
+    git(stack.project_dir, "commit", "-q", "-am", "Operator: INFO logs in prod, a response header")
+    updated = copier(stack.project_dir, "update", "--trust", "--defaults", "--skip-tasks", "--data", "server_size=small")
+    assert updated.returncode == 0, output(updated)
+
+    plan = stack.run("scripts/apply.sh", "prod", "--dry-run").stderr.decode()
+    assert "would redeploy backend" in plan and "would reload edge" in plan and "would limits mysql" in plan, plan
+    assert deployment.data_containers() == data and "would redeploy frontend" not in plan  # printed only
+
+    load = StrictLoad(deployment)
+    proc, took = load.run("make", "apply", "ENV=prod")
+    stderr = proc.stderr.decode()
+    resize = re.search(r"innodb_buffer_pool_size = \d+ \((\d+) s\)", stderr)
+    summary.append(load.report("apply: env + compose + nginx edits and medium -> small", took)
+                   + f"; buffer pool shrink took {resize.group(1) if resize else '?'} s")
+    assert proc.returncode == 0, stderr[-3000:]
+    assert not load.api.failures and not load.roundtrip.failures, (load.api.failures[:3], load.roundtrip.failures[:3])
+
+    small = sizing.plan(*sizing.PRESETS["small"])
+    services = stack.containers()
+    colour = deployment.state("colours.env").split("BACKEND_ACTIVE=")[1].split()[0]
+    backends = services[f"backend-{colour}"]
+    assert len(backends) == small["backend_replicas"]
+    for name, docs in services.items():
+        key = "cert_reload" if name == "cert-reload" else name.rsplit("-", 1)[0] if name.startswith(("backend-", "frontend-")) else name
+        want = small["services"][key]
+        for doc in docs:
+            host = doc["HostConfig"]
+            assert (round(host["NanoCpus"] / 1e7), host["Memory"], host["MemoryReservation"]) == (
+                round(want["cpus"] * 100), want["memory_limit_mb"] << 20, want["memory_reservation_mb"] << 20), name
+    environment = dict(item.split("=", 1) for item in backends[0]["Config"]["Env"])
+    assert environment["LOGGING_LEVEL_ROOT"] == "INFO"
+    assert environment["PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL"] == "2001-01-01T00:00:00Z"
+    info = subprocess.run(["docker", "exec", backends[0]["Id"], "curl", "-fsS", "http://127.0.0.1:8080/actuator/info"],
+                          capture_output=True, check=True).stdout  # /actuator is not served through the edge
+    heap = json.loads(info)["jvm"]["max_heap_bytes"]
+    share = small["jvm"]["max_ram_percentage"] / 100 * (small["services"]["backend"]["memory_limit_mb"] << 20)
+    assert 0.85 * share <= heap <= share, (heap, share)  # the heap follows the new limit (one survivor space less)
+    assert int(mysql_value(stack, "@@GLOBAL.innodb_buffer_pool_size")) == small["mysql"]["innodb_buffer_pool_size_mb"] << 20
+    assert int(mysql_value(stack, "@@GLOBAL.max_connections")) == small["mysql"]["max_connections"]
+    assert redis_maxmemory(stack) == small["redis"]["maxmemory_mb"] << 20
+    deadline = time.monotonic() + 10  # the reload is graceful: new workers take over within moments
+    while "x-petory-change" not in stack.request("GET", "/").headers and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stack.request("GET", "/").headers.get("x-petory-change") == "applied"
+    assert deployment.data_containers() == data  # MySQL and Redis were changed in place, not restarted
+    assert stack.request("GET", "/api/pets").json()["pets"] == pets
+    again = stack.run("scripts/apply.sh", "prod", "--dry-run").stderr.decode()
+    assert "nothing to do" in again and "needs a restart" not in again, again
+
+
+def test_a_setting_only_a_restart_applies_waits_for_consent(deployment, summary):
+    """Redis' maxmemory (CONFIG is disabled): `make apply` names the restart and exits 3 without
+    doing it; RESTART=redis does it."""
+    stack = deployment.stack
+    conf = stack.deploy_dir / "docker/redis/redis.conf"
+    wanted = redis_maxmemory(stack) // 2
+    conf.write_text(re.sub(r"(?m)^maxmemory \d+mb", f"maxmemory {wanted >> 20}mb", conf.read_text()))
+    data = deployment.data_containers()
+    pending = stack.run("make", "apply", "ENV=prod", check=False)
+    stderr = pending.stderr.decode()
+    assert pending.returncode != 0 and "needs a restart: redis: maxmemory" in stderr, stderr[-2000:]
+    assert "scripts/apply.sh prod --restart redis" in stderr and deployment.data_containers() == data
+    load = StrictLoad(deployment)
+    proc, took = load.run("make", "apply", "ENV=prod", "RESTART=redis")
+    summary.append(load.report("apply: RESTART=redis for a new maxmemory", took)
+                   + f"; the restart failed {len(load.roundtrip.failures)} /api/roundtrip requests over "
+                   f"{load.roundtrip.longest_error_window():.1f} s")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert not load.api.failures and redis_maxmemory(stack) == wanted
+    assert deployment.data_containers()["mysql"] == data["mysql"]  # only Redis was restarted
+
+
+def test_jwt_key_rotation_keeps_tokens_valid_for_the_overlap_only(deployment, summary):
+    stack = deployment.stack
+
+    def me(token: str):
+        return stack.request("GET", "/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+
+    old = stack.request("POST", "/api/auth/token", body=b'{"user": "choco"}',
+                        headers={"Content-Type": "application/json"}).json()["token"]
+    assert me(old).json()["key"] == "current"
+    load = StrictLoad(deployment)
+    proc, took = load.run("scripts/rotate-secret.sh", "prod", "jwt", "--overlap", "40s")
+    summary.append(load.report("rotate: jwt", took))
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert not load.api.failures and not load.roundtrip.failures
+    assert me(old).json() == {"user": "choco", "key": "previous"}  # still signed in
+    new = stack.request("POST", "/api/auth/token", body=b'{"user": "bori"}',
+                        headers={"Content-Type": "application/json"}).json()["token"]
+    assert me(new).json()["key"] == "current"
+    until = re.search(r"(?m)^PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL=(.+)$",
+                      (stack.deploy_dir / "env/prod.env").read_text()).group(1)
+    ends = calendar.timegm(time.strptime(until, "%Y-%m-%dT%H:%M:%SZ"))
+    assert 0 < ends - time.time() <= 40
+    env_file = (stack.deploy_dir / "env/prod.env").read_bytes()
+    early = stack.run("scripts/rotate-secret.sh", "prod", "jwt", check=False)  # would sign out `old` at once
+    assert early.returncode == 1 and b"accepted until" in early.stderr and b"--force" in early.stderr
+    assert (stack.deploy_dir / "env/prod.env").read_bytes() == env_file
+    time.sleep(max(0.0, ends - time.time()) + 1.5)
+    assert me(old).status == 401 and me(new).status == 200  # the window is over; new tokens unaffected
+
+
+def test_redis_password_rotation_never_breaks_the_serving_colour(deployment, summary):
+    stack = deployment.stack
+    before = re.search(r"(?m)^REDIS_PASSWORD=(.+)$", (stack.deploy_dir / "env/prod.env").read_text()).group(1)
+    load = StrictLoad(deployment)
+    proc, took = load.run("scripts/rotate-secret.sh", "prod", "redis")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr[-3000:]
+    restart = load.logged_at(stderr, "recreating Redis") - 1  # the log has whole seconds
+    during = [s for s in load.roundtrip.failures if s.at >= restart]
+    summary.append(load.report("rotate: redis", took) + f"; the Redis restart at the end failed {len(during)} "
+                   f"/api/roundtrip requests over {load.roundtrip.longest_error_window():.1f} s")
+    assert not load.api.failures
+    assert all(s.at >= restart for s in load.roundtrip.failures), load.roundtrip.failures[:3]  # none before it
+    after = re.search(r"(?m)^REDIS_PASSWORD=(.+)$", (stack.deploy_dir / "env/prod.env").read_text()).group(1)
+    assert after != before
+    refused = stack.compose("exec", "-T", "-e", f"REDISCLI_AUTH={before}", "redis", "redis-cli", "ping", check=False)
+    assert b"PONG" not in refused.stdout  # the old password no longer works
+    assert stack.request("GET", "/api/roundtrip").status == 200
+    assert not list((stack.deploy_dir / ".deploy/prod").glob("env.before-rotation"))
+
+
+def test_mysql_password_rotation_needs_dual_passwords(deployment, summary):
+    stack = deployment.stack
+    env_before = (stack.deploy_dir / "env/prod.env").read_bytes()
+    version = mysql_value(stack, "VERSION()")
+    if "MariaDB" not in version:  # a real MySQL 8 (PETORY_BASE_IMAGES=official)
+        load = StrictLoad(deployment)
+        proc, took = load.run("scripts/rotate-secret.sh", "prod", "mysql")
+        summary.append(load.report("rotate: mysql", took))
+        assert proc.returncode == 0 and not load.api.failures and not load.roundtrip.failures, proc.stderr.decode()
+        assert (stack.deploy_dir / "env/prod.env").read_bytes() != env_before
+        return
+    # The MariaDB stand-in has no RETAIN CURRENT PASSWORD: the rotation refuses before changing anything.
+    proc = stack.run("scripts/rotate-secret.sh", "prod", "mysql", check=False)
+    stderr = proc.stderr.decode()
+    summary.append(f"rotate: mysql on the stand-in ({version}): refused, nothing changed")
+    assert proc.returncode == 1 and "has no dual passwords" in stderr and "nothing was changed" in stderr
+    assert len([line for line in stderr.splitlines() if "ERROR" in line]) == 1 and "Traceback" not in stderr
+    assert (stack.deploy_dir / "env/prod.env").read_bytes() == env_before
+    assert stack.request("GET", "/api/roundtrip").status == 200

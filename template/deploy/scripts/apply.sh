@@ -257,7 +257,7 @@ apply() {
     esac
 }
 
-# phase ACTION: when an action runs. Memory is given back before it is taken: on a smaller host
+# phase ACTION: when an action runs (1 to 6). Memory is given back before it is taken: on a smaller host
 # the buffer pool shrinks before MySQL's limit does, on a larger one the limit grows first. Fewer
 # MySQL connections only after the apps were redeployed with smaller pools (both colours hold a
 # pool while a deploy switches), more of them before.
@@ -275,7 +275,15 @@ phase() {
         limits) [[ "${service}" == edge ]] && echo 5 || echo 2 ;;
         redeploy) echo 4 ;;
         reload) echo 5 ;;
-        *) echo 6 ;;
+        # A restarted MySQL or Redis serves the new apps (a new TLS setting, say); the edge goes
+        # after the apps, the certificate helpers last.
+        recreate)
+            case "${service}" in
+                mysql | redis) echo 2 ;;
+                edge) echo 5 ;;
+                *) echo 6 ;;
+            esac
+            ;;
     esac
 }
 

@@ -7,6 +7,8 @@ set -Eeuo pipefail
 
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/mysql.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/mysql.sh"
 
 usage() {
     cat <<USAGE
@@ -148,32 +150,29 @@ mysql_root() {
     compose "${env}" exec -T mysql sh -c 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B'
 }
 
-quote() { printf "'%s'" "${1//\'/\'\'}"; } # SQL string literal
-
 rotate_mysql() {
     local user version new account
     [[ -n "$(compose "${env}" ps -q mysql 2>/dev/null)" ]] || die "the mysql service of ${env} is not running (an external database is rotated where it runs)"
     version="$(echo 'SELECT VERSION();' | mysql_root)"
-    if [[ "${version}" == *MariaDB* ]] || ! printf '%s\n8.0.14\n' "${version%%-*}" | sort -V -C -r; then
+    has_dual_passwords "${version}" ||
         die "the database server (${version}) has no dual passwords (RETAIN CURRENT PASSWORD, MySQL 8.0.14 and later); nothing was changed"
-    fi
     user="$(compose "${env}" exec -T mysql printenv APP_DB_USER | tr -d '\r')"
-    account="$(quote "${user}")@'%'"
+    account="$(app_account "${user}")"
     set_env "MYSQL_PASSWORD=<generated:40>"
     new="$(env_file_value "${env}" MYSQL_PASSWORD)"
     log "rotate: mysql: adding the new password of ${user} next to the old one"
-    echo "ALTER USER ${account} IDENTIFIED BY $(quote "${new}") RETAIN CURRENT PASSWORD;" | mysql_root ||
+    add_password_sql "${account}" "${new}" | mysql_root ||
         { restore_env; die "MySQL refused ALTER USER ... RETAIN CURRENT PASSWORD; nothing changed"; }
     if ! redeploy_running "${env}" backend; then
         # The old password becomes the current one again, and the new one is dropped.
-        printf '%s\n' "ALTER USER ${account} IDENTIFIED BY $(quote "$(sed -n 's/^MYSQL_PASSWORD=//p' "${saved_env}" | tail -n 1)") RETAIN CURRENT PASSWORD;" \
-            "ALTER USER ${account} DISCARD OLD PASSWORD;" | mysql_root || true
+        { add_password_sql "${account}" "$(sed -n 's/^MYSQL_PASSWORD=//p' "${saved_env}" | tail -n 1)"
+            discard_old_password_sql "${account}"; } | mysql_root || true
         restore_env
         die "the backend with the new password did not deploy; env/${env}.env and MySQL are back as they were"
     fi
     keep_new_env
     log "rotate: mysql: discarding the old password"
-    echo "ALTER USER ${account} DISCARD OLD PASSWORD;" | mysql_root ||
+    discard_old_password_sql "${account}" | mysql_root ||
         die "MySQL refused DISCARD OLD PASSWORD; both passwords work. Retry: ALTER USER ${account} DISCARD OLD PASSWORD"
     log "rotate: mysql: done"
 }
