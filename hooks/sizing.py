@@ -149,9 +149,14 @@ def _service(memory_mb: int, cpus: float) -> dict:
         "memory_limit_mb": memory_mb,
         # Reservations are what Docker keeps for the service under memory pressure.
         "memory_reservation_mb": int(_floor_to(memory_mb / 2, 16)),
-        # No CPU reservation: outside Swarm, Compose ignores `reservations.cpus`.
         "cpus": round(cpus, 2),
+        # Half the limit, in steps of 0.05 (scripts/lib/compose_snapshot.py derives it the same way).
+        "cpu_reservation": cpu_reservation(cpus),
     }
+
+
+def cpu_reservation(cpus: float) -> float:
+    return round(_floor_to(cpus / 2, 0.05), 2) or 0.05
 
 
 def plan(
@@ -249,7 +254,7 @@ def compose_resources(plan_: dict, service: str) -> str:
     s = plan_["services"][service]
     return (
         f'{{limits: {{cpus: "{s["cpus"]:.2f}", memory: {s["memory_limit_mb"]}M}}, '
-        f'reservations: {{memory: {s["memory_reservation_mb"]}M}}}}'
+        f'reservations: {{cpus: "{s["cpu_reservation"]:.2f}", memory: {s["memory_reservation_mb"]}M}}}}'
     )
 
 

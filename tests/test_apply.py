@@ -83,7 +83,23 @@ def test_the_snapshot_tables_and_the_creation_limits_override(deploy, tmp_path):
         f"mysql\t{'a' * 12}\t65\t{2048 * MIB}\t{1024 * MIB}\t{4096 * MIB}\thash-mysql"  # 0.65 CPUs despite float32
     override = json.loads((work / "running-limits.json").read_text())["services"]
     assert override["mysql"] == {
-        "deploy": {"resources": {"limits": {"cpus": "0.65", "memory": "2147483648"}, "reservations": {"memory": "1073741824"}}},
+        "deploy": {"resources": {"limits": {"cpus": "0.65", "memory": "2147483648"},
+                                 "reservations": {"cpus": "0.30", "memory": "1073741824"}}},
         "environment": {"APP_DB_PASSWORD": "old$$pw"}}  # only the init-only variable, escaped for Compose
     assert "environment" not in override["backend-blue"]
     assert sorted(path.name for path in created.iterdir()) == ["a" * 12]  # the stale record is gone
+
+
+def test_the_snapshot_derives_the_cpu_reservation_as_sizing_does(deploy):
+    """No container records `reservations.cpus` (Compose ignores it outside Swarm), yet it is part of
+    the Compose hash: the snapshot must derive the one compose.yaml was written with."""
+    import importlib.util
+
+    import sizing
+
+    spec = importlib.util.spec_from_file_location("compose_snapshot", deploy / "scripts/lib/compose_snapshot.py")
+    snapshot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snapshot)
+    for preset in sizing.PRESETS.values():
+        for service in sizing.plan(*preset)["services"].values():
+            assert snapshot.cpu_reservation(service["cpus"]) == service["cpu_reservation"], service

@@ -20,7 +20,7 @@ def test_limits_plus_headroom_never_exceed_the_host(cpus, memory_gb, replicas):
     assert plan["total"]["cpus"] + plan["host"]["os_headroom_cpus"] <= cpus + 1e-9
     for service in plan["services"].values():
         assert service["memory_reservation_mb"] <= service["memory_limit_mb"]
-        assert "cpu_reservation" not in service  # Compose ignores reservations.cpus outside Swarm
+        assert 0 < service["cpu_reservation"] <= service["cpus"]
 
 
 def test_seed_budgets_are_respected():
@@ -92,7 +92,7 @@ def test_compose_resources_is_a_flow_mapping():
     plan = sizing.plan(4, 8, 2)
     resources = yaml.safe_load(sizing.compose_resources(plan, "backend"))
     assert resources == {"limits": {"cpus": "1.00", "memory": "2048M"},
-                         "reservations": {"memory": "1024M"}}
+                         "reservations": {"cpus": "0.50", "memory": "1024M"}}
 
 
 MYSQL_CNF = ROOT / "template/deploy/docker/{% if deployment.flags.bundled_mysql %}mysql{% endif %}/conf.d/petory.cnf.jinja"

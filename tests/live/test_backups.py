@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import threading
 import time
-import types
 import uuid
 from pathlib import Path
 
@@ -125,8 +124,11 @@ def mysql(stack: Stack, sql: str) -> str:
 @pytest.fixture(scope="module")
 def probe(db):
     """Tables of every kind a dump must carry faithfully: multi-byte text, binary, exact and float
-    numbers, microsecond times, a view, a trigger; ROWS rows in backup_probe."""
+    numbers, microsecond times, a view, a trigger; ROWS rows in backup_probe. Dropped afterwards,
+    with the dumps this module made, so the tests after it see the stack as it was."""
     stack, _ = db
+    backups = stack.deploy_dir / "backups" / stack.env
+    before = set(backups.glob("*.sql.gz*"))
     digits = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 " \
              "UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
     mysql(stack, f"""
@@ -144,7 +146,10 @@ def probe(db):
             FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 1 AS n
                   FROM {digits} a, {digits} b, {digits} c, {digits} e, {digits} f) numbers WHERE n <= {ROWS};
     """)
-    return "backup_probe"
+    yield "backup_probe"
+    mysql(stack, "DROP VIEW backup_probe_view; DROP TABLE backup_probe, backup_probe_writes, backup_probe_counter")
+    for dump in set(backups.glob("*.sql.gz*")) - before:
+        dump.unlink()
 
 
 @pytest.fixture(scope="module")

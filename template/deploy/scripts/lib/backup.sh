@@ -111,7 +111,9 @@ snapshot_dump() {
     local dump_pid=$!
     if [[ -n "${lock_pid}" ]]; then
         wait_for_line "${work}/count.out" "${count_pid}" || fail "cannot start the counting snapshot: $(<"${work}/count.err")"
-        wait_for_line "${work}/dump.err" "${dump_pid}" "-- Starting transaction..." ||
+        # mysqldump prints "Starting transaction" before it sends START TRANSACTION WITH CONSISTENT
+        # SNAPSHOT, and "Setting savepoint" once that snapshot exists: only then may writes go on.
+        wait_for_line "${work}/dump.err" "${dump_pid}" "-- Setting savepoint..." ||
             fail "mysqldump did not start its transaction: $(<"${work}/dump.err")"
         printf "UNLOCK TABLES;\nSELECT 'unlocked';\n" >&3
         wait_for_line "${work}/lock.out" "${lock_pid}" ok || fail "the lock session failed: $(<"${work}/lock.err")"

@@ -18,8 +18,15 @@ Compose stores CPUs as a float32 times 1e9 (0.65 -> 649999976), hence the roundi
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+
+
+def cpu_reservation(cpus: float) -> float:
+    """The `reservations.cpus` compose.yaml gives a CPU limit (hooks/sizing.py of the template):
+    Compose ignores it outside Swarm, so no container records it, yet it is part of the hash."""
+    return round(math.floor(cpus / 2 / 0.05 + 1e-9) * 0.05, 2) or 0.05
 
 
 def main(work: str, created: str, init_only: list[str]) -> None:
@@ -45,7 +52,7 @@ def main(work: str, created: str, init_only: list[str]) -> None:
                                          (round(host["NanoCpus"] / 1e7), host["Memory"], host["MemoryReservation"]))
             definition: dict = {"deploy": {"resources": {
                 "limits": {"cpus": f"{int(cpus) / 100:.2f}", "memory": str(memory)},
-                "reservations": {"memory": str(reservation)}}}}
+                "reservations": {"cpus": f"{cpu_reservation(int(cpus) / 100):.2f}", "memory": str(reservation)}}}}
             environment = dict(item.split("=", 1) for item in container["Config"]["Env"])
             kept = {variable: environment[variable].replace("$", "$$")  # $$: no interpolation by Compose
                     for owner, _, variable in kept_variables if owner == name and variable in environment}

@@ -43,7 +43,7 @@ def test_the_answer_is_an_age_public_key_or_nothing():
     assert answers_rules.answer_error("age_recipient", RECIPIENT.replace("q", "b", 1)) == "not an age1... public key"
 
 
-def test_the_model_lists_the_recipients(rendered):
+def test_the_model_lists_the_recipients():
     answers = {"backup_age_recipient": RECIPIENT}
     assert deployment._backup(answers) == {"age_recipients": [RECIPIENT], "recipients_file": "backup/age-recipients.txt"}
     assert deployment._backup({"backup_age_recipient": ""})["age_recipients"] == []
@@ -281,7 +281,7 @@ def test_the_drill_refuses_bad_input_before_it_touches_docker(deploy, tmp_path):
     assert snapshot(deploy) == before
 
 
-def test_the_drill_names_the_image_it_restores_into(deploy, rendered):
+def test_the_drill_names_the_image_it_restores_into(deploy):
     help_text = run(deploy, "scripts/restore-drill.sh", "--help").stdout
     image = re.search(r"^mysql_image: (.*)$", (deploy.parent / ".copier-answers.yml").read_text(), re.M)
     assert f"else {image.group(1) if image else 'mysql:8.0'};" in help_text
