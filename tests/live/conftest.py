@@ -17,6 +17,10 @@ from stack import Stack, base_image_answers, docker_ok, render  # noqa: E402
 # needed), the recommended size (2 backend replicas) and the chosen base images.
 LIVE_ANSWERS = {
     "environments": ["staging", "prod"],
+    # Plaintext to MySQL, as dev has it: dev's Adminer (tests/live/test_dev_tools.py, on the staging
+    # stack) connects without TLS. TLS runs on database_stack and in test_deploy.py's stack.
+    "advanced": True,
+    "db_tls": "off",
     "tls_mode_staging": "self-signed",
     "tls_mode_prod": "self-signed",
     "server_size": "medium",

@@ -3,7 +3,8 @@
 The dev stack itself (Gradle, npm) is not started. The `adminer` service of the generated
 compose.dev.yaml runs as that file says (image contract, ADMINER_DEFAULT_SERVER, read-only with
 /tmp) against the MySQL of the shared staging stack: attached to the stack's data network, where
-the service name `mysql` resolves as in dev, and published on 127.0.0.1 only. The test logs in
+the service name `mysql` resolves as in dev, and published on 127.0.0.1 only. The shared stacks
+accept plaintext (`db_tls: off`, tests/live/conftest.py), as dev's MySQL does for Adminer. The test logs in
 through Adminer's HTML login form as the application's database user, like a developer would.
 """
 
