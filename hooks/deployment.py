@@ -60,6 +60,19 @@ DB_TRUSTSTORE_PASSWORD = "changeit"
 # 8.4: the LTS line to upgrade to, scripts/upgrade-datastore.sh).
 MYSQL_CI_IMAGES = ("mysql:8.0", "mysql:8.4")
 
+# How long the backend may wait for a dependency, so that a down or hung MySQL or Redis gives the
+# application's own 503 before the edge gives up with its 504 (proxy_read_timeout_seconds). The
+# waits of one request add up: acquiring a pooled MySQL connection, then a Redis connect and a
+# command. Together they get at most half of the edge's wait, and never more than these defaults
+# (Hikari waits 30 s for a connection by default, Lettuce 60 s for a command: both far past 504).
+DEPENDENCY_WAIT_MS = {"db_acquire": 3000, "redis_command": 2000, "redis_connect": 1000}
+HIKARI_MIN_TIMEOUT_MS = 250  # Hikari refuses a connectionTimeout below this
+
+# Lifetime of a server certificate from an environment's local CA (scripts/lib/certificates.sh),
+# per tls_profile: within what Mozilla's profile allows (366 days for intermediate, 90 for modern),
+# which sslyze's profile check enforces.
+LEAF_DAYS = {"intermediate": 365, "modern": 90}
+
 # The age recipients of the database dumps (scripts/backup-db.sh), relative to deploy/.
 BACKUP_RECIPIENTS_FILE = "backup/age-recipients.txt"
 
@@ -76,7 +89,7 @@ COVERED = frozenset({
     "database", "db_host", "db_port", "db_name", "db_tls", "redis", "redis_host", "redis_port",
     "server_size", "host_cpus", "host_memory_gb", "backend_replicas",
     "backend_build", "backend_dir", "backend_jar_glob", "frontend_dir", "frontend_build_dir",
-    "layout", "app_repository", "backup_age_recipient",
+    "layout", "app_repository", "backup_age_recipient", "proxy_read_timeout_seconds",
 })
 
 # Metrics that the operator scripts export through node-exporter's textfile collector: one
@@ -103,7 +116,7 @@ METRICS = {
 }
 
 # Further answers `build` reads that templates may still print directly.
-CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server", "timezone"})
+CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server", "timezone", "tls_profile"})
 
 # Operator tasks of deploy/Makefile, in `make help` order: (name, takes ENV, help, flag that
 # must be true for the task to exist). The help is also the English docs' sentence for the task
@@ -262,6 +275,18 @@ def _db(answers: Mapping, bundled: bool) -> dict:
     return db
 
 
+def timeouts(answers: Mapping) -> dict:
+    """The edge's wait for the backend and, below it, the backend's waits for its dependencies."""
+    read_ms = answers["proxy_read_timeout_seconds"] * 1000
+    budget = min(sum(DEPENDENCY_WAIT_MS.values()), read_ms // 2)
+    scale = budget / sum(DEPENDENCY_WAIT_MS.values())
+    waits = {name: max(HIKARI_MIN_TIMEOUT_MS, int(ms * scale)) for name, ms in DEPENDENCY_WAIT_MS.items()}
+    # Hikari checks a connection it hands out within validation-timeout, which must stay below
+    # connection-timeout (its default, 5 s, would exceed the acquire wait).
+    waits["db_validation"] = max(HIKARI_MIN_TIMEOUT_MS, waits["db_acquire"] // 2)
+    return {"edge_read_seconds": answers["proxy_read_timeout_seconds"], **{f"{k}_ms": v for k, v in waits.items()}}
+
+
 def _backup(answers: Mapping) -> dict:
     """Backups of the bundled database: the age recipients the dumps are encrypted to (none: the
     dumps stay on the host), in a tracked file beside the scripts that the operator may extend."""
@@ -394,6 +419,8 @@ def build(answers: Mapping) -> dict:
         "db": db,
         "cache": _address(flags["bundled_redis"], "redis", 6379, answers.get("redis_host"), answers.get("redis_port")),
         "backup": _backup(answers),
+        "timeouts": timeouts(answers),
+        "tls": {"profile": answers["tls_profile"], "leaf_days": LEAF_DAYS[answers["tls_profile"]]},
         "layout": _layout(answers),
         "acme": {"email": answers["acme_email"], "server": answers["acme_server"]} if flags["uses_letsencrypt"] else None,
         "tasks": _tasks(flags),

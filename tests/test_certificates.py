@@ -77,12 +77,29 @@ def test_leaf_is_a_server_certificate_for_every_name(deploy, tmp_path):
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == NAMES[:2]
     assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address(n) for n in NAMES[2:]]
-    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == datetime.timedelta(days=397)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == datetime.timedelta(days=365)  # intermediate
     # The key in privkey.pem belongs to the certificate.
     key = subprocess.run(["openssl", "pkey", "-in", str(out / "privkey.pem"), "-pubout"], capture_output=True).stdout
     cert = subprocess.run(["openssl", "x509", "-in", str(out / "fullchain.pem"), "-noout", "-pubkey"],
                           capture_output=True).stdout
     assert key and key == cert
+
+
+@pytest.mark.parametrize("answer_set,profile", [("tls-self-signed", "intermediate"), ("edge-modern-cors-lb", "modern")])
+def test_leaf_lifetime_is_the_tls_profiles_limit_and_the_docs_say_so(rendered, tmp_path, answer_set, profile):
+    """sslyze's Mozilla profiles hold the limit that tests/live/test_tls_profiles.py checks on the running edge."""
+    from sslyze.mozilla_tls_profile.tls_config_checker import MozillaTlsConfiguration, TlsConfigurationEnum
+
+    import deployment
+
+    days = deployment.LEAF_DAYS[profile]
+    deploy = private_copy(rendered, tmp_path, answer_set)
+    assert f'Mozilla "{profile}" profile' in (deploy / "nginx/snippets/tls.conf").read_text()
+    assert certificates(deploy, "issue", "prod", str(tmp_path / "out"), "a.example.com").returncode == 0
+    [leaf, _] = load(tmp_path / "out/fullchain.pem")
+    lifetime = (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days
+    assert lifetime == days <= MozillaTlsConfiguration.get(TlsConfigurationEnum(profile)).maximum_certificate_lifespan
+    assert f"leaf 인증서는 {days}일 동안 유효하며(Mozilla `{profile}`" in (deploy / "docs/04-nginx-configuration.md").read_text()
 
 
 def test_leaf_verifies_against_its_ca_only(deploy, tmp_path):

@@ -64,6 +64,8 @@ DEFAULTS = {
     "prod_ssh_host": "petory.example.com",
     "prod_ssh_user": "deploy",
     "prod_deploy_dir": "/srv/petory",
+    "proxy_read_timeout_seconds": 60,
+    "tls_profile": "intermediate",
 }
 
 
@@ -161,6 +163,34 @@ def test_task_list_is_ordered_unique_and_explains_every_task():
     names = [t["name"] for t in model()["tasks"]]
     assert names[0] == "help" and len(names) == len(set(names)) == len(deployment.TASKS)
     assert all(t["help"] and t["help"][0].isupper() for t in model()["tasks"])
+
+
+@pytest.mark.parametrize("read_seconds", [5, 6, 10, 12, 30, 60, 300, 3600])
+def test_a_down_dependency_is_answered_by_the_backend_before_the_edge_gives_up(read_seconds):
+    """A request that waits for a MySQL connection, a Redis connect and a Redis command still ends
+    inside the edge's read timeout, so a client gets the application's 503, never the edge's 504."""
+    waits = model(proxy_read_timeout_seconds=read_seconds)["timeouts"]
+    assert waits["edge_read_seconds"] == read_seconds
+    one_request_ms = waits["db_acquire_ms"] + waits["redis_connect_ms"] + waits["redis_command_ms"]
+    assert one_request_ms <= read_seconds * 1000 // 2
+    assert deployment.HIKARI_MIN_TIMEOUT_MS <= waits["db_validation_ms"] < waits["db_acquire_ms"]
+    assert all(ms >= deployment.HIKARI_MIN_TIMEOUT_MS for name, ms in waits.items() if name.endswith("_ms"))
+    if read_seconds >= 12:  # room for the defaults: they are kept as they are
+        assert {name: waits[f"{name}_ms"] for name in deployment.DEPENDENCY_WAIT_MS} == deployment.DEPENDENCY_WAIT_MS
+
+
+def test_the_backend_gets_the_models_waits_and_the_edge_its_read_timeout(rendered_with):
+    project = rendered_with({"advanced": True, "proxy_read_timeout_seconds": 10, "environments": ["prod"]})
+    waits = model(proxy_read_timeout_seconds=10)["timeouts"]
+    compose = (project / "deploy/compose.yaml").read_text()
+    assert f'SPRING_DATASOURCE_HIKARI_CONNECTION_TIMEOUT: "{waits["db_acquire_ms"]}"' in compose
+    assert f'SPRING_DATASOURCE_HIKARI_VALIDATION_TIMEOUT: "{waits["db_validation_ms"]}"' in compose
+    assert f"SPRING_DATA_REDIS_TIMEOUT: {waits['redis_command_ms']}ms" in compose
+    assert f"SPRING_DATA_REDIS_CONNECT_TIMEOUT: {waits['redis_connect_ms']}ms" in compose
+    proxy = (project / "deploy/nginx/snippets/proxy.conf").read_text()
+    assert "proxy_read_timeout 10s;" in proxy
+    # Only transport failures move a request to another replica and count against max_fails.
+    assert "proxy_next_upstream error timeout;" in proxy and "http_503" not in proxy
 
 
 def test_metric_names_follow_prometheus_conventions():

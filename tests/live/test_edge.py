@@ -341,10 +341,11 @@ def test_unknown_hosts_are_dropped_on_both_ports(edge):
 def test_tls_scan_shows_tls12_and_13_only_strong_ciphers_and_hsts(edge, summary):
     from sslyze import (Scanner, ScanCommand, ServerNetworkLocation, ServerScanRequest,
                         ServerScanStatusEnum)
+    from sslyze.mozilla_tls_profile.tls_config_checker import MozillaTlsConfiguration, TlsConfigurationEnum
 
     commands = {ScanCommand.SSL_2_0_CIPHER_SUITES, ScanCommand.SSL_3_0_CIPHER_SUITES, ScanCommand.TLS_1_0_CIPHER_SUITES,
                 ScanCommand.TLS_1_1_CIPHER_SUITES, ScanCommand.TLS_1_2_CIPHER_SUITES, ScanCommand.TLS_1_3_CIPHER_SUITES,
-                ScanCommand.HTTP_HEADERS}
+                ScanCommand.ELLIPTIC_CURVES, ScanCommand.HTTP_HEADERS}
     location = ServerNetworkLocation(hostname=DOMAIN, port=edge.stack.https_port, ip_address="127.0.0.1")
     scanner = Scanner()
     scanner.queue_scans([ServerScanRequest(server_location=location, scan_commands=commands)])
@@ -361,11 +362,14 @@ def test_tls_scan_shows_tls12_and_13_only_strong_ciphers_and_hsts(edge, summary)
     for suite in accepted["tls_1_2"]:  # forward secrecy and AEAD only: no CBC, RC4, 3DES, static RSA
         assert suite.name.startswith("TLS_ECDHE_") and ("_GCM_" in suite.name or "CHACHA20" in suite.name), suite.name
         assert suite.key_size >= 128, suite
+    # Key exchange: the groups of Mozilla's profile and no others (OpenSSL's defaults add X448, secp521r1).
+    curves = {c.name for c in scan.elliptic_curves.result.supported_curves}
+    assert curves == MozillaTlsConfiguration.get(TlsConfigurationEnum.MOZILLA_INTERMEDIATE).tls_curves, curves
     hsts = scan.http_headers.result.strict_transport_security_header
     assert hsts is not None and hsts.max_age == 63072000 and hsts.include_subdomains
     summary.append("live edge: sslyze: TLS 1.2 " + ", ".join(s.name for s in accepted["tls_1_2"]) + "; TLS 1.3 "
-                   + ", ".join(s.name for s in accepted["tls_1_3"]) + "; SSL 2/3, TLS 1.0/1.1 refused; "
-                   f"HSTS max-age={hsts.max_age} includeSubDomains")
+                   + ", ".join(s.name for s in accepted["tls_1_3"]) + "; groups " + ", ".join(sorted(curves))
+                   + "; SSL 2/3, TLS 1.0/1.1 refused; " f"HSTS max-age={hsts.max_age} includeSubDomains")
 
 
 def test_alpn_offers_h2_and_both_tls_versions_handshake(edge):
