@@ -94,6 +94,40 @@ health_timeout() {
     printf '%d' $(((start + retries * (interval + timeout)) / 1000000000 + 10))
 }
 
+# wait_ready SERVICE TIMEOUT: wait until every container of SERVICE is healthy. Gives up at once
+# when one exits or restarts, and when its health check got an HTTP error twice in a row: the
+# application is up and says it is not well, so waiting out the start period would change nothing
+# (curl -f exits 22 on an HTTP error; a refused connection, 7, means it is still starting).
+# Prints the reason and returns 1 on failure.
+wait_ready() {
+    local service="$1" deadline=$((SECONDS + $2)) id status code restarts health checks ready
+    local -a ids
+    while :; do
+        mapfile -t ids < <(compose_with "${service}" ps -a -q "${service}" 2>/dev/null)
+        ready=$((${#ids[@]} > 0))
+        for id in "${ids[@]}"; do
+            read -r status code restarts health checks < <(docker inspect --format \
+                '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{with .State.Health}}{{.Status}} {{range .Log}}{{.ExitCode}},{{end}}{{else}}none -{{end}}' \
+                "${id}" 2>/dev/null) || { ready=0; continue; }
+            if [[ "${status}" == exited || "${status}" == dead || "${status}" == restarting ]] || ((restarts > 0)); then
+                printf 'a container exited with status %s' "${code}"
+                return 1
+            fi
+            if [[ "${health}" == unhealthy || "${checks}" == *22,22, ]]; then
+                printf 'it answers its health check with an HTTP error (it runs, but reports itself unhealthy)'
+                return 1
+            fi
+            [[ "${status}" == running && ( "${health}" == healthy || "${health}" == none ) ]] || ready=0
+        done
+        ((ready)) && return 0
+        if ((SECONDS >= deadline)); then
+            printf 'health check did not pass within %ss' "$2"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
 edge_running() { [[ -n "$(compose "${env}" ps -q edge 2>/dev/null)" ]]; }
 edge_exec() { compose "${env}" exec -T edge "$@"; }
 
@@ -161,7 +195,7 @@ drain() {
 }
 
 deploy_app() {
-    local app="$1" image active idle service timeout upper="${1^^}"
+    local app="$1" image active idle service timeout reason upper="${1^^}"
     image="$(image_of "${app}")"
     active="$(state_get "${env}" "${upper}_ACTIVE")"
     idle="$(other_colour "${active}")"
@@ -176,8 +210,11 @@ deploy_app() {
     previous_idle_tag="$(state_get "${env}" "${upper}_${idle^^}_TAG")"
     state_set "${env}" "${upper}_${idle^^}_TAG" "${version}"
     pending_service="${service}"
-    compose_with "${service}" up -d --no-deps --wait --wait-timeout "${timeout}" "${service}" >/dev/null 2>&1 ||
-        fail_idle "${app}" "${idle}" "health check did not pass within ${timeout}s"
+    compose_with "${service}" up -d --no-deps "${service}" >/dev/null 2>&1 ||
+        fail_idle "${app}" "${idle}" "Compose could not start it"
+    if ! reason="$(wait_ready "${service}" "${timeout}")"; then
+        fail_idle "${app}" "${idle}" "${reason}"
+    fi
     log "deploy: ${app}: ${service} is healthy; smoke request through the edge preview"
     smoke "${app}" || fail_idle "${app}" "${idle}" "smoke request through nginx failed"
 
