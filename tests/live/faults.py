@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -79,10 +82,48 @@ class Probe:
             capture_output=True, text=True, check=True).stdout.strip()
         self.offset = time.time() - time.monotonic()  # probe lines are wall clock; samples are monotonic
 
-    def stop(self) -> list[tuple[float, bool]]:
+    def samples(self) -> list[tuple[float, bool]]:
         out = subprocess.run(["docker", "logs", self.container], capture_output=True, text=True).stdout
-        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
         return [(float(at) - self.offset, state == "up") for at, state in (line.split() for line in out.splitlines())]
+
+    def stop(self) -> list[tuple[float, bool]]:
+        samples = self.samples()
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
+        return samples
+
+
+class EdgeProbe:
+    """A TLS handshake with the edge every 50 ms from this host: the edge's own downtime."""
+
+    def __init__(self, stack: Stack):
+        self._samples: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # up or down is all it asks
+
+        def handshake() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", stack.https_port), timeout=1) as raw:
+                    with context.wrap_socket(raw, server_hostname=stack.domain):
+                        return True
+            except OSError:
+                return False
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self._samples.append((time.monotonic(), handshake()))
+                time.sleep(0.05)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def samples(self) -> list[tuple[float, bool]]:
+        return list(self._samples)
+
+    def stop(self) -> list[tuple[float, bool]]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.samples()
 
 
 @dataclass
@@ -134,7 +175,7 @@ def under_strict_load(stack: Stack, name: str, fault, *, probe: str | None = Non
     loads = {"/api/pets": Load(strict_get(stack, "/api/pets"), rate=rate / 2, threads=4, max_seconds=300),
              "/": Load(strict_get(stack, "/"), rate=rate / 2, threads=4, max_seconds=300),
              "POST /api/pets": Load(writer.send, rate=5, threads=1, max_seconds=300)}
-    watcher = Probe(stack, probe) if probe else None
+    watcher = (EdgeProbe(stack) if probe == "edge" else Probe(stack, probe)) if probe else None
     try:
         for load in loads.values():
             load.__enter__()
@@ -143,7 +184,7 @@ def under_strict_load(stack: Stack, name: str, fault, *, probe: str | None = Non
         fault()
         if watcher:  # wait until the service answers again, then a little longer
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and _probe_state(watcher) != "up":
+            while time.monotonic() < deadline and not _down_and_back(watcher.samples()):
                 time.sleep(0.2)
         time.sleep(settle)
     finally:
@@ -154,11 +195,10 @@ def under_strict_load(stack: Stack, name: str, fault, *, probe: str | None = Non
     return Outage(name, down_from, down_until, loads, began), writer
 
 
-def _probe_state(probe: Probe) -> str:
-    """The probe's latest answer, once it has seen the service go down and come back."""
-    out = subprocess.run(["docker", "logs", probe.container], capture_output=True, text=True).stdout.split()
-    states = out[1::2]
-    return "up" if "down" in states and states[-1] == "up" else "waiting"
+def _down_and_back(samples: list[tuple[float, bool]]) -> bool:
+    """The probe has seen the service down and, after that, answering again."""
+    states = [up for _, up in samples]
+    return False in states and states[-1]
 
 
 def address(container_id: str, network: str) -> str:

@@ -3,7 +3,9 @@ live prod stack under load.
 
 The tests run in file order on one stack (module fixture): first deploy v1, then v1 -> v2 for
 the backend and the frontend under constant load, a broken v3, a rollback with the registry
-down, two concurrent deploys, a backup/destroy/restore cycle, then changes to the running
+down, two concurrent deploys, a backup/destroy/restore cycle, one fault at a time under strict load
+(tests/live/faults.py: a MySQL restart at a new address, a Redis restart, an edge crash, a crashed
+backend replica), then changes to the running
 installation: edited env file, Compose and nginx settings together with a smaller host size
 (`copier update`, then `make apply`), and the rotation of the JWT key and the Redis and MySQL
 passwords, each under strict load (a new connection per request, no retries). Images come from a real
@@ -280,20 +282,22 @@ def test_redis_restart_fails_requests_only_while_redis_is_down(deployment, summa
     assert set(writer.acknowledged) <= writer.stored()
 
 
-def test_edge_crash_is_restarted_by_docker_within_the_reference_window(deployment, summary):
+def test_an_edge_crash_costs_only_the_time_docker_needs_to_restart_it(deployment, summary):
     """SIGKILL of nginx's master: Docker's restart policy brings the edge back; a single edge cannot
     hide the seconds that takes (docs: what one edge survives)."""
     stack = deployment.stack
     edge = stack.containers()["edge"][0]
-    outage, writer = under_strict_load(stack, "edge crash", lambda: kill_container_process(edge["Id"]), settle=6)
+    outage, writer = under_strict_load(stack, "edge crash", lambda: kill_container_process(edge["Id"]), probe="edge",
+                                       settle=4)
     summary.append(outage.report() + f" (first fault run: {EDGE_CRASH_WINDOW} s)")
     for name, load in outage.loads.items():
         # Refused or reset while nginx is down; the edge's own 502 only in its first moment back, before
         # `resolve` has found the apps' containers. Never the application's status: no request got that far.
         assert all(s.status == 0 or (s.status, s.version) == (502, "edge") for s in load.failures), (name, load.failures[:5])
-        assert load.longest_error_window() <= EDGE_CRASH_WINDOW + NOISE, name
-        if load.failures:
-            assert load.failures[-1].at - load.failures[0].at <= EDGE_CRASH_WINDOW + NOISE, name  # one outage
+        # Clients lose the time Docker needs to restart the edge, nothing more (that time itself is
+        # the machine's: the report compares it with the first fault run's).
+        assert load.longest_error_window() <= outage.downtime + NOISE, name
+        assert all(outage.down_from - NOISE <= s.at <= outage.down_until + NOISE for s in load.failures), name
     assert stack.containers()["edge"][0]["RestartCount"] == edge["RestartCount"] + 1
     assert set(writer.acknowledged) <= writer.stored()
 
