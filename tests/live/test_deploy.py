@@ -244,7 +244,7 @@ def test_backup_destroy_restore_gives_identical_rows(deployment, summary):
 # The reference figures are those of the first fault run (docs: 06-deployment-process, faults).
 REDIS_RESTART_WINDOW = 1.2  # seconds of failed requests
 EDGE_CRASH_WINDOW = 1.6
-NOISE = 0.5  # this shared 2-core machine's scheduling jitter on a measured window
+NOISE = 1.0  # a request's own duration and this shared 2-core machine's scheduling jitter on a measured window
 
 
 def test_mysql_restart_costs_only_mysqls_own_downtime_even_at_a_new_address(deployment, summary):
