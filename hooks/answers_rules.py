@@ -54,6 +54,12 @@ GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,1
 # Browser origins allowed by CORS: scheme://host[:port], nothing after it (that is what browsers send).
 ORIGIN = re.compile(rf"^(?:https://(?:{LABEL}\.)+[a-z]{{2,63}}|http://(?:localhost|127\.0\.0\.1))(?::[0-9]{{1,5}})?$")
 HTTPS_URL = re.compile(rf"^https://(?:{LABEL}\.)*{LABEL}(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~/-]*)?$")
+# Where alerts, metrics or logs are pushed: https, or http to a relay on the host's loopback or
+# to a private address (a monitoring host on the same network), with a path.
+PUSH_URL = re.compile(
+    rf"^(?:https://(?:{LABEL}\.)*{LABEL}|http://(?:localhost|127\.0\.0\.1|(?:{LABEL}\.)*{LABEL}))(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~/%+-]*)?$"
+)
+SMARTHOST = re.compile(rf"^(?:{LABEL}\.)+[a-z]{{2,63}}:[0-9]{{1,5}}$")
 # An age X25519 public key: "age1" and 58 characters of bech32 (no 1, b, i, o).
 AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 
@@ -142,6 +148,23 @@ def _age_recipient(value) -> str:
     return "" if AGE_RECIPIENT.match(text) else "not an age1... public key"
 
 
+def _optional(rule: Rule) -> Rule:
+    """A rule that also accepts an empty answer (the feature stays unused)."""
+    return lambda value: "" if str(value) == "" else rule(value)
+
+
+def _percentage(value) -> str:
+    try:
+        number = float(str(value))
+    except ValueError:
+        return "give a number, e.g. 99.5"
+    return "" if 90 <= number < 100 else "give 90 to 99.99"
+
+
+def _monitoring(value) -> str:
+    return "" if value in sizing.MONITORING_MODES else "choose off, bundled or remote"
+
+
 def _environments(value) -> str:
     chosen = value if isinstance(value, list) else [value]
     if not chosen:
@@ -172,6 +195,12 @@ RULES: dict[str, Rule] = {
     "cidr_list": _each(_cidr),
     "https_url": _pattern(HTTPS_URL, "not an https:// URL"),
     "age_recipient": _age_recipient,
+    "monitoring": _monitoring,
+    "percentage": _percentage,
+    "push_url": _pattern(PUSH_URL, "not an http(s) URL"),
+    "optional_push_url": _optional(_pattern(PUSH_URL, "not an http(s) URL")),
+    "optional_email": _optional(_pattern(EMAIL, "not an e-mail address")),
+    "smarthost": _pattern(SMARTHOST, "give host:port"),
     **{kind: _range(low, high) for kind, (low, high) in RANGES.items()},
 }
 
@@ -196,6 +225,9 @@ QUESTIONS: dict[str, str] = {
     "node_image": "image", "mysql_image": "image", "redis_image": "image", "adminer_image": "image",
     "staging_ssh_host": "host", "staging_ssh_user": "unix_user", "staging_deploy_dir": "abs_path",
     "prod_ssh_host": "host", "prod_ssh_user": "unix_user", "prod_deploy_dir": "abs_path",
+    "monitoring": "monitoring", "availability_target": "percentage",
+    "alert_email": "optional_email", "alert_smtp_smarthost": "smarthost",
+    "remote_write_url": "push_url", "loki_push_url": "push_url",
 }
 
 
@@ -205,16 +237,24 @@ def _host_fit(answers: Mapping) -> str:
                                   answers["database"] == "bundled", answers["redis"] == "bundled")
 
 
+def _monitoring_fit(answers: Mapping) -> str:
+    """Whether the monitoring mode fits beside the apps, in a few words (hooks/sizing.py has the numbers)."""
+    return sizing.short_monitoring_error(answers["host_cpus"], answers["host_memory_gb"], answers["backend_replicas"],
+                                         answers["database"] == "bundled", answers["redis"] == "bundled",
+                                         answers["monitoring"])
+
+
 # Rules that compare a question's answer with earlier ones: question -> rule over all answers.
 CROSS: dict[str, Callable[[Mapping], str]] = {
     "staging_domain": lambda a: "same as the production domain" if a["staging_domain"] == a["domain"] else "",
     "backend_replicas": _host_fit,
+    "monitoring": _monitoring_fit,
     "frontend_port": lambda a: "taken by the backend port" if a["frontend_port"] == a["backend_port"] else "",
     "backend_jar_glob": lambda a: "" if str(a["backend_jar_glob"]).endswith(".jar") else "must end in .jar",
     "frontend_image": lambda a: "same as the backend image" if a["frontend_image"] == a["backend_image"] else "",
 }
 
-_LOWER = {"fqdn", "host", "registry_host"}
+_LOWER = {"fqdn", "host", "registry_host", "smarthost"}
 _LISTS = {"fqdn_list", "origin_list", "cidr_list"}
 _AS_GIVEN = {"slug"}  # printed as answered (labels, CA names): a padded slug must fail, not pass
 
@@ -232,7 +272,7 @@ def normalize(kind: str, value):
     text = value.strip()
     if kind in _LOWER or kind == "origin":
         return text.lower()
-    if kind == "email" and "@" in text:
+    if kind in ("email", "optional_email") and "@" in text:
         local, _, domain = text.rpartition("@")
         return f"{local}@{domain.lower()}"
     return text

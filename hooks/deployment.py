@@ -22,6 +22,11 @@ if "sizing" not in globals():  # hooks/extensions.py injects this checkout's own
     import sizing
 if "answers_rules" not in globals():
     import answers_rules
+if "monitoring" not in globals():  # the alerting half of the monitoring model (hooks/monitoring.py)
+    try:
+        import monitoring
+    except ImportError:
+        monitoring = None
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 SERVER_ENVIRONMENTS = ("staging", "prod")
@@ -89,7 +94,9 @@ COVERED = frozenset({
     "database", "db_host", "db_port", "db_name", "db_tls", "redis", "redis_host", "redis_port",
     "server_size", "host_cpus", "host_memory_gb", "backend_replicas",
     "backend_build", "backend_dir", "backend_jar_glob", "frontend_dir", "frontend_build_dir",
-    "layout", "app_repository", "backup_age_recipient", "proxy_read_timeout_seconds",
+    "layout", "app_repository", "backup_age_recipient",
+    "monitoring", "remote_write_url", "loki_push_url", "alert_email", "alert_smtp_smarthost", "alert_webhook",
+    "availability_target", "proxy_read_timeout_seconds",
 })
 
 # Metrics that the operator scripts export through node-exporter's textfile collector: one
@@ -113,10 +120,43 @@ METRICS = {
     "petory_binlog_rpo_seconds": ("gauge", ("env",), "Recovery point objective at the last binary log shipping: the larger of its interval and the age of the newest binary log off the host"),
     "petory_binlog_last_shipped_timestamp_seconds": ("gauge", ("env",), "End of the newest binary log off the host (in backups/ when no copy command is set)"),
     "petory_certificate_expiry_timestamp_seconds": ("gauge", ("env", "name"), "notAfter of each certificate the scripts issue or install"),
+    "petory_container_restarts_total": ("counter", ("env", "service", "container"), "Restarts of each container by its restart policy (docker inspect's RestartCount; a recreated container starts at 0)"),
 }
 
+# The monitoring stack (answer `monitoring`; compose.monitoring.yaml, deploy/monitoring/). Only
+# production is watched; its budget is hooks/sizing.py's MONITORING_SERVICES.
+MONITORED_ENV = "prod"
+# The backend's actuator (health, info, prometheus) listens on this port in every environment
+# (management.server.port): the edge proxies only to the server port, so nothing under /actuator
+# is reachable from outside, whatever the edge's own rules say. The image's healthcheck, the
+# deploy's smoke check (through the edge's preview server) and the scrape reach it inside Docker.
+MANAGEMENT_PORT = 8081
+METRICS_PATH = "/actuator/prometheus"
+SCRAPE_INTERVAL = "15s"
+EVALUATION_INTERVAL = "15s"
+# Ports of the stack's services inside their containers (never published on the host).
+MONITORING_PORTS = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000, "loki": 3100, "alloy": 12345,
+                    "node_exporter": 9100, "mysqld_exporter": 9104, "redis_exporter": 9121, "edge_metrics": 3903}
+# Grafana's datasources, provisioned from files with these fixed UIDs; dashboards reference only these.
+GRAFANA_DATASOURCES = {"prometheus": "petory-prometheus", "loki": "petory-loki"}
+# Debian 12's packages serve as the local stand-ins; these are the images on a server (pin a digest
+# in production, as for every base image: `make validate` names the tags not pinned).
+MONITORING_IMAGES = {
+    "prometheus": "prom/prometheus:v3.5.0",
+    "alertmanager": "prom/alertmanager:v0.28.1",
+    "grafana": "grafana/grafana-oss:12.1.1",
+    "loki": "grafana/loki:3.5.3",
+    "alloy": "grafana/alloy:v1.10.1",
+    "node_exporter": "prom/node-exporter:v1.9.1",
+    "mysqld_exporter": "prom/mysqld-exporter:v0.17.2",
+    "redis_exporter": "oliver006/redis_exporter:v1.75.0",
+    "edge_metrics": "debian:12-slim",  # the base of docker/edge-metrics/Dockerfile (Debian's mtail)
+    "container_metrics": "docker:28-cli",
+}
+EXPORTER_DB_USER = "exporter"
+
 # Further answers `build` reads that templates may still print directly.
-CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server", "timezone", "tls_profile"})
+CONTEXT_EXTRA = frozenset({"project_slug", "acme_email", "acme_server", "timezone", "tls_profile", "backend_port"})
 
 # Operator tasks of deploy/Makefile, in `make help` order: (name, takes ENV, help, flag that
 # must be true for the task to exist). The help is also the English docs' sentence for the task
@@ -149,6 +189,8 @@ TASKS = (
     ("maintenance-off", True, "Serve ENV normally again", None),
     ("db-tls-check", True, "Check MySQL's TLS as the backend sees it: certificate verified for its name, its expiry, plaintext refused", "db_tls"),
     ("db-tls-rotate", True, "Replace MySQL's TLS certificate (same CA) and load it without a restart", "db_tls"),
+    ("monitoring", True, "Start or update the monitoring stack of ENV (`compose.monitoring.yaml`) and wait until it is healthy; `STOP=1` stops it (its data is kept)", "monitoring"),
+    ("grafana", True, "Open Grafana of ENV on http://127.0.0.1:3000 through an SSH tunnel to the server (`GRAFANA_PORT=` picks the local port; Ctrl-C closes it)", "monitoring_bundled"),
     ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (`FORCE=1` renews anyway); the edge reloads after `nginx -t`", "uses_letsencrypt"),
 )
 
@@ -356,6 +398,99 @@ def drift_schedule(timezone: str) -> dict:
     }
 
 
+def monitoring_mode(answers: Mapping) -> str:
+    """What watches production: the answer, or `off` where there is no production."""
+    if MONITORED_ENV not in answers["environments"]:
+        return "off"
+    return answers.get("monitoring") or "off"
+
+
+def default_monitoring(answers: Mapping) -> str:
+    """The default of the answer `monitoring`: the bundled stack where it fits beside the apps."""
+    if answers["server_size"] == "custom":
+        cpus, memory_gb = answers["host_cpus"], answers["host_memory_gb"]
+    else:  # host_cpus and host_memory_gb are not asked (nor recorded) for a preset
+        cpus, memory_gb, _ = sizing.preset(answers["server_size"])
+    replicas = answers.get("backend_replicas") or default_replicas(answers)
+    return sizing.default_monitoring(cpus, memory_gb, replicas, answers["database"] == "bundled",
+                                     answers["redis"] == "bundled")
+
+
+def _scrape_targets(mode: str, flags: Mapping[str, bool]) -> list[dict]:
+    """The scrape jobs (Prometheus's in `bundled`, Alloy's in `remote`): the job names the rules use."""
+    ports = MONITORING_PORTS
+    jobs = [
+        # One target per running replica of either colour, by Docker's DNS: a stopped colour has none.
+        {"job": "backend", "dns": ["backend-blue", "backend-green"], "port": MANAGEMENT_PORT, "path": METRICS_PATH},
+        {"job": "edge", "targets": [f"edge-metrics:{ports['edge_metrics']}"], "path": "/metrics"},
+        {"job": "node", "targets": [f"node-exporter:{ports['node_exporter']}"], "path": "/metrics"},
+    ]
+    if flags["bundled_mysql"]:
+        jobs.append({"job": "mysql", "targets": [f"mysqld-exporter:{ports['mysqld_exporter']}"], "path": "/metrics"})
+    if flags["bundled_redis"]:
+        jobs.append({"job": "redis", "targets": [f"redis-exporter:{ports['redis_exporter']}"], "path": "/metrics"})
+    if mode == "bundled":
+        jobs.append({"job": "prometheus", "targets": [f"localhost:{ports['prometheus']}"], "path": "/metrics"})
+        jobs.append({"job": "alertmanager", "targets": [f"alertmanager:{ports['alertmanager']}"], "path": "/metrics"})
+    return jobs
+
+
+# mysqld-exporter's TLS to the bundled MySQL, as the backend connects (go-sql-driver's `tls`):
+# off -> TLS when offered; required -> TLS without checking the certificate; verify-identity ->
+# the certificate checked against the CA of the backend's truststore volume, for the name `mysql`.
+EXPORTER_TLS = {"off": "preferred", "required": "skip-verify", "verify-identity": "custom"}
+
+
+def _exporter_tls(db: Mapping) -> dict:
+    mode = db["tls"]["mode"]
+    return {"tls": EXPORTER_TLS[mode],
+            "ssl_ca": f"{DB_TRUSTSTORE_DIR}/ca.pem" if db["tls"]["truststore"] else None,
+            "truststore_volume": "db-truststore" if db["tls"]["truststore"] else None,
+            "truststore_dir": DB_TRUSTSTORE_DIR}
+
+
+def _monitoring(answers: Mapping, flags: Mapping[str, bool], domain: str, db: Mapping) -> dict | None:
+    """The monitoring stack of production, or None when `monitoring` is off."""
+    mode = monitoring_mode(answers)
+    if mode == "off":
+        return None
+    email = answers.get("alert_email") or "" if mode == "bundled" else ""
+    webhook = bool(answers.get("alert_webhook")) and mode == "bundled"
+    model = {
+        "mode": mode,
+        "env": MONITORED_ENV,
+        "availability_target": float(answers.get("availability_target") or 99.5),
+        "receivers": {
+            "email": {"to": email, "smarthost": answers.get("alert_smtp_smarthost") or "",
+                      "from": f"alertmanager@{domain}"} if email else None,
+            # The URL is a credential: the operator puts it into env/prod.env (ALERT_WEBHOOK_URL),
+            # and it reaches Alertmanager as a Compose secret, never through a tracked file.
+            "webhook": webhook,
+        },
+        "remote": {"remote_write_url": answers.get("remote_write_url"), "loki_push_url": answers.get("loki_push_url")}
+        if mode == "remote" else None,
+        "scrape_interval": SCRAPE_INTERVAL,
+        "evaluation_interval": EVALUATION_INTERVAL,
+        "scrape_targets": _scrape_targets(mode, flags),
+        "jobs": [job["job"] for job in _scrape_targets(mode, flags)],
+        "management_port": MANAGEMENT_PORT,
+        "metrics_path": METRICS_PATH,
+        "ports": dict(MONITORING_PORTS),
+        "images": {name: image for name, image in MONITORING_IMAGES.items()
+                   if name in sizing.monitoring_services(mode, flags["bundled_mysql"], flags["bundled_redis"])},
+        "datasources": dict(GRAFANA_DATASOURCES),
+        "exporter_db_user": EXPORTER_DB_USER,
+        "exporter_tls": _exporter_tls(db) if flags["bundled_mysql"] else None,
+        "textfile_dir": TEXTFILE_DIR,
+        "rule_files": "/etc/prometheus/rules/*.yml",
+        "alertmanager_config": "/etc/alertmanager/alertmanager.yml",
+        "compose_file": "compose.monitoring.yaml",
+    }
+    if monitoring is not None:
+        model.update(monitoring.build(answers))
+    return model
+
+
 def _tasks(flags: Mapping[str, bool]) -> list[dict]:
     return [
         {"name": name, "env": takes_env, "help": text}
@@ -383,6 +518,10 @@ def build(answers: Mapping) -> dict:
         "separate_repo": (answers.get("layout") or "app-repo") == "deploy-repo",
     }
     flags["data_services"] = flags["bundled_mysql"] or flags["bundled_redis"]
+    mode = monitoring_mode(answers)
+    flags["monitoring"] = mode != "off"
+    flags["monitoring_bundled"] = mode == "bundled"
+    flags["monitoring_remote"] = mode == "remote"
     db = _db(answers, flags["bundled_mysql"])
     flags["db_tls"] = db["tls"]["helper"]  # scripts/db-tls.sh exists
     host = registry_host(answers["registry"], answers.get("registry_host"))
@@ -421,9 +560,12 @@ def build(answers: Mapping) -> dict:
         "backup": _backup(answers),
         "timeouts": timeouts(answers),
         "tls": {"profile": answers["tls_profile"], "leaf_days": LEAF_DAYS[answers["tls_profile"]]},
+        "backend": {"port": answers["backend_port"], "management_port": MANAGEMENT_PORT,
+                    "health_path": "/actuator/health"},
         "layout": _layout(answers),
         "acme": {"email": answers["acme_email"], "server": answers["acme_server"]} if flags["uses_letsencrypt"] else None,
         "tasks": _tasks(flags),
+        "monitoring": _monitoring(answers, flags, answers["domain"], db),
         "metrics": {
             "textfile_dir": TEXTFILE_DIR,
             "names": {name: {"type": kind, "labels": list(labels), "help": text}

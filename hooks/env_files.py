@@ -32,6 +32,12 @@ SERVER_ENVIRONMENTS = ("staging", "prod")
 SECRET_FILE_MODE = 0o600
 # A PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL that has always passed: the previous key is never accepted.
 NEVER = "1970-01-01T00:00:00Z"
+# Credentials the operator pastes into the env file (no CSPRNG can make them): empty until then,
+# which `make validate` reports (a failure before a deploy, like a placeholder domain).
+SUPPLIED_SECRETS = frozenset({"ALERT_WEBHOOK_URL"})
+# Keys that only one environment's file has: the monitoring stack watches production alone
+# (deployment.MONITORED_ENV), so env/dev.env and env/staging.env neither need nor get them.
+ONLY_IN = {"GRAFANA_ADMIN_PASSWORD": "prod", "MYSQL_EXPORTER_PASSWORD": "prod", "ALERT_WEBHOOK_URL": "prod"}
 KEY_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 
@@ -64,11 +70,13 @@ def fill_value(example_value: str) -> str:
     return example_value if length is None else new_secret(length)
 
 
-def env_entries(env: str, slug: str, bundled_mysql: bool, bundled_redis: bool) -> list[dict]:
+def env_entries(env: str, slug: str, bundled_mysql: bool, bundled_redis: bool,
+                monitoring: dict | None = None) -> list[dict]:
     """The keys of env/<env>.env, in file order: the contract env/.env.example is rendered from.
 
     `value` is what a new env/<env>.env gets through `fill_value` (so `<generated:N>` becomes a
-    fresh secret); `example` is what env/.env.example shows for it.
+    fresh secret); `example` is what env/.env.example shows for it. `monitoring` is
+    deployment.monitoring (None when off).
     """
     dev = env == "dev"
     entries = [
@@ -96,12 +104,42 @@ def env_entries(env: str, slug: str, bundled_mysql: bool, bundled_redis: bool) -
         ("Secrets", "PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL", NEVER, NEVER,
          "UTC instant until which tokens signed with the previous key are accepted; the epoch = never"),
     ]
+    # The monitoring stack's keys: in env/.env.example (rendered for prod) and the watched
+    # environment's file only (ONLY_IN).
+    if monitoring:
+        entries += [entry for entry in _monitoring_entries(monitoring, bundled_mysql)
+                    if ONLY_IN.get(entry[1], env) == env]
     keys = ("section", "key", "value", "example", "comment")
-    return [dict(zip(keys, entry)) for entry in entries]
+    # A secret the operator supplied (not generated): docs and examples show only `example`.
+    return [{**dict(zip(keys, entry)), "secret": entry[1] in SUPPLIED_SECRETS} for entry in entries]
+
+
+def _monitoring_entries(monitoring: dict, bundled_mysql: bool) -> list[tuple]:
+    entries = []
+    if monitoring["mode"] == "bundled":
+        entries.append(("Monitoring", "GRAFANA_ADMIN_PASSWORD", "<generated:32>", "<generated:32>",
+                        "Grafana's admin login (user admin), reached only through `make grafana`"))
+    if bundled_mysql:
+        entries.append(("Monitoring", "MYSQL_EXPORTER_PASSWORD", "<generated:40>", "<generated:40>",
+                        "MySQL user exporter of mysqld-exporter (PROCESS, REPLICATION CLIENT, performance_schema)"))
+    if monitoring["receivers"]["webhook"]:
+        entries.append(("Monitoring", "ALERT_WEBHOOK_URL", "", "https://hooks.slack.com/services/...",
+                        "paste the Slack-compatible incoming webhook's URL: Alertmanager posts alerts there (a credential)"))
+    return entries
+
+
+def env_of(env_file: Path) -> str:
+    """The environment of env/<env>.env."""
+    return env_file.name.removesuffix(".env")
+
+
+def wanted_keys(example: Path, env: str) -> dict[str, str]:
+    """The keys of env/.env.example that env/<env>.env must have, with their example values."""
+    return {key: value for key, value in parse_env(example.read_text()).items() if ONLY_IN.get(key, env) == env}
 
 
 def missing_keys(example: Path, env_file: Path) -> list[str]:
-    wanted = parse_env(example.read_text())
+    wanted = wanted_keys(example, env_of(env_file))
     have = parse_env(env_file.read_text()) if env_file.exists() else {}
     return [key for key in wanted if key not in have]
 
@@ -113,7 +151,7 @@ def unfilled_keys(env_file: Path) -> list[str]:
 
 def add_missing(example: Path, env_file: Path) -> list[str]:
     """Append the keys that env_file lacks, with generated or default values. Returns their names."""
-    wanted = parse_env(example.read_text())
+    wanted = wanted_keys(example, env_of(env_file))
     keys = missing_keys(example, env_file)
     if keys:
         existing = env_file.read_text() if env_file.exists() else ""

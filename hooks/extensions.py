@@ -39,7 +39,9 @@ def _load(name: str, **siblings):
 env_files = _load("env_files")
 sizing = _load("sizing")
 answers_rules = _load("answers_rules", sizing=sizing)
-deployment = _load("deployment", sizing=sizing, answers_rules=answers_rules)
+# The alerting half of deployment.monitoring (hooks/monitoring.py), merged by deployment.build.
+monitoring = _load("monitoring", sizing=sizing) if (HOOKS / "monitoring.py").exists() else None
+deployment = _load("deployment", sizing=sizing, answers_rules=answers_rules, monitoring=monitoring)
 derived = _load("derived", deployment=deployment)
 
 
@@ -135,6 +137,7 @@ class PetoryExtension(Extension):
             check=_from_context(answers_rules.question_error),
             uses_letsencrypt=_from_answers(deployment.uses_letsencrypt),
             uses_tls_mode=_from_answers(deployment.uses_tls_mode),
+            monitoring_mode=_from_answers(deployment.monitoring_mode),
             sizing_plan=sizing.plan,
             sizing_preset=sizing.preset,
             compose_resources=sizing.compose_resources,

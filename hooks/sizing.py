@@ -51,6 +51,35 @@ JVM_MAX_RAM_PERCENTAGE = 75  # heap share of the container limit; the rest is me
 REDIS_MAXMEMORY_SHARE = 0.75  # room for the AOF-rewrite fork's copy-on-write pages
 NGINX_WORKER_CONNECTIONS = 4096
 
+# The monitoring stack (answer `monitoring`, compose.monitoring.yaml): service -> (memory limit MB,
+# CPU limit, the modes that run it, the bundled service it watches or None). `bundled` runs the
+# whole stack on the host; `remote` only the agents, which ship to an existing Prometheus and Loki.
+# Prometheus: about 40 k series at a 15 s scrape (2 backends x ~500 Micrometer series, the
+# exporters) stay under 300 MB of head block; Loki monolithic with small chunks; Alloy tails a few
+# containers and, for `remote`, buffers the remote-write WAL; the exporters idle in 10-30 MB.
+MONITORING_SERVICES = {
+    "prometheus": (512, 0.2, ("bundled",), None),
+    "alertmanager": (64, 0.05, ("bundled",), None),
+    "grafana": (256, 0.1, ("bundled",), None),
+    "loki": (384, 0.15, ("bundled",), None),
+    "alloy": (192, 0.1, ("bundled", "remote"), None),
+    "node_exporter": (48, 0.05, ("bundled", "remote"), None),
+    "mysqld_exporter": (32, 0.05, ("bundled", "remote"), "mysql"),
+    "redis_exporter": (32, 0.05, ("bundled", "remote"), "redis"),
+    "edge_metrics": (64, 0.05, ("bundled", "remote"), None),  # mtail over the edge's JSON access log
+    "container_metrics": (32, 0.05, ("bundled", "remote"), None),  # restarts from `docker inspect`
+}
+MONITORING_MODES = ("off", "bundled", "remote")
+# Disk: the presets' disks are 12.5 GB per GB of memory (50/4, 100/8, 200/16); a custom host is
+# assumed the same. Prometheus and Loki each get this share of it, whole GB, at least 1: Prometheus
+# deletes the oldest blocks past --storage.tsdb.retention.size, Loki's compactor past the days.
+DISK_GB_PER_MEMORY_GB = 12.5
+MONITORING_DISK_SHARE = {"prometheus": 0.05, "loki": 0.05}
+PROMETHEUS_RETENTION_DAYS = 30  # whichever of size and days comes first
+LOKI_RETENTION_DAYS = 14  # the container logs on the host keep 50 MB each; Loki keeps two weeks
+GRAFANA_DISK_GB = 0.1  # its SQLite database (users, sessions); dashboards come from files
+ALLOY_WAL_GB = 0.5  # remote: the remote-write WAL and log positions while the remote is unreachable
+
 
 def os_headroom_mb(memory_mb: int) -> int:
     """Memory left to the kernel, page cache, Docker and sshd: 1 GB or 1/8 of the host."""
@@ -65,24 +94,42 @@ def _floor_to(value: float, step: float) -> float:
     return math.floor(value / step + 1e-9) * step
 
 
-def _minimum_need_mb(replicas: int, bundled_mysql: bool, bundled_redis: bool) -> dict[str, int]:
+def monitoring_services(mode: str, bundled_mysql: bool = True, bundled_redis: bool = True) -> dict[str, tuple[int, float]]:
+    """The monitoring services that `mode` runs on the host: name -> (memory limit MB, CPU limit)."""
+    if mode not in MONITORING_MODES:
+        raise ValueError(f"monitoring must be one of {', '.join(MONITORING_MODES)}, got {mode!r}")
+    bundled = {"mysql": bundled_mysql, "redis": bundled_redis}
+    return {name: (mb, cpus) for name, (mb, cpus, modes, watches) in MONITORING_SERVICES.items()
+            if mode in modes and (watches is None or bundled[watches])}
+
+
+def _monitoring_cpus(mode: str, bundled_mysql: bool, bundled_redis: bool) -> float:
+    return round(sum(cpus for _, cpus in monitoring_services(mode, bundled_mysql, bundled_redis).values()), 2)
+
+
+def _minimum_need_mb(replicas: int, bundled_mysql: bool, bundled_redis: bool, monitoring: str = "off") -> dict[str, int]:
     need = {"edge": EDGE_MB, "frontend": FRONTEND_MB, "certbot": CERTBOT_MB + CERT_RELOAD_MB,
             "backend": BACKEND_MB[0] * replicas}
     if bundled_mysql:
         need["mysql"] = MYSQL_MB[0]
     if bundled_redis:
         need["redis"] = REDIS_MB
+    watchers = sum(mb for mb, _ in monitoring_services(monitoring, bundled_mysql, bundled_redis).values())
+    if watchers:
+        need["monitoring"] = watchers
     return need
 
 
 def fit_error(
-    cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True
+    cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True,
+    monitoring: str = "off",
 ) -> str:
     """Empty when the host can hold the stack, else a sentence with the numbers."""
-    return _fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, hint=True)
+    return _fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, hint=True, monitoring=monitoring)
 
 
-def _fit_error(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool, bundled_redis: bool, hint: bool) -> str:
+def _fit_error(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool, bundled_redis: bool, hint: bool,
+               monitoring: str = "off") -> str:
     memory_mb = int(memory_gb * 1024)
     if cpus < MIN_HOST_CPUS or memory_mb < MIN_HOST_MEMORY_MB:
         return (
@@ -91,25 +138,63 @@ def _fit_error(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool
         )
     if not 1 <= replicas <= MAX_BACKEND_REPLICAS:
         return f"backend replicas must be between 1 and {MAX_BACKEND_REPLICAS}, got {replicas}"
-    need = _minimum_need_mb(replicas, bundled_mysql, bundled_redis)
+    need = _minimum_need_mb(replicas, bundled_mysql, bundled_redis, monitoring)
     headroom = os_headroom_mb(memory_mb)
     total = sum(need.values()) + headroom
     if total > memory_mb:
         parts = " + ".join(f"{name} {mb}" for name, mb in need.items())
         advice = ""
-        if hint:
-            most = max_replicas(cpus, memory_gb, bundled_mysql, bundled_redis)
+        if hint and "monitoring" in need and not _fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, False):
+            advice = f"; use monitoring={_fitting_monitoring(cpus, memory_gb, replicas, bundled_mysql, bundled_redis)} or a larger host"
+        elif hint:
+            most = max_replicas(cpus, memory_gb, bundled_mysql, bundled_redis, monitoring)
             advice = f"; use at most {most} replica(s) or a larger host" if most else "; use a larger host"
+        what = f"monitoring={monitoring} and {replicas}" if "monitoring" in need else f"{replicas}"
         return (
-            f"{replicas} backend replica(s) do not fit in {memory_mb} MB: the minimum limits "
+            f"{what} backend replica(s) do not fit in {memory_mb} MB: the minimum limits "
             f"({parts}) plus {headroom} MB OS headroom need {total} MB{advice}"
         )
-    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + CERTBOT_CPUS + CERT_RELOAD_CPUS + (REDIS_CPUS if bundled_redis else 0)
+    fixed_cpus = _fixed_cpus(bundled_mysql, bundled_redis, monitoring)
     cpu_left = cpus - os_headroom_cpus(cpus) - fixed_cpus
     min_share = 0.1 * (replicas + (1 if bundled_mysql else 0))
     if cpu_left < min_share:
         return f"{replicas} backend replica(s) leave only {cpu_left:.2f} CPUs on {cpus:g} cores; use fewer replicas"
     return ""
+
+
+def _fixed_cpus(bundled_mysql: bool, bundled_redis: bool, monitoring: str) -> float:
+    return (EDGE_CPUS + FRONTEND_CPUS + CERTBOT_CPUS + CERT_RELOAD_CPUS + (REDIS_CPUS if bundled_redis else 0)
+            + _monitoring_cpus(monitoring, bundled_mysql, bundled_redis))
+
+
+def _fitting_monitoring(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool, bundled_redis: bool) -> str:
+    """The most complete monitoring mode that fits beside the apps (`off` always does once they fit)."""
+    return next(mode for mode in ("bundled", "remote", "off")
+                if not _fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, False, mode))
+
+
+def default_monitoring(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True,
+                       bundled_redis: bool = True) -> str:
+    """The default of the answer `monitoring`: the bundled stack where it fits beside the apps, else off.
+
+    `remote` is never a default: it needs the addresses of an existing Prometheus and Loki. On the
+    small preset the apps leave 124 MB, less than even the agents need, so small gets `off`.
+    """
+    mode = _fitting_monitoring(cpus, memory_gb, replicas, bundled_mysql, bundled_redis)
+    return "bundled" if mode == "bundled" else "off"
+
+
+def short_monitoring_error(cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool, bundled_redis: bool,
+                           monitoring: str) -> str:
+    """Why `monitoring` does not fit, in at most 35 characters (the questionnaire's room); "" when it does."""
+    if not _fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, False, monitoring):
+        return ""
+    memory_mb = int(memory_gb * 1024)
+    need = sum(_minimum_need_mb(replicas, bundled_mysql, bundled_redis, monitoring).values()) + os_headroom_mb(memory_mb)
+    fits = _fitting_monitoring(cpus, memory_gb, replicas, bundled_mysql, bundled_redis)
+    if need > memory_mb:
+        return f"needs {need / 1024:.1f} of {memory_mb / 1024:g} GB; use {fits}"
+    return f"too little CPU; use {fits}"
 
 
 def short_fit_error(
@@ -134,12 +219,13 @@ def short_fit_error(
     return f"too little CPU; {fix}"
 
 
-def max_replicas(cpus: float, memory_gb: float, bundled_mysql: bool = True, bundled_redis: bool = True) -> int:
+def max_replicas(cpus: float, memory_gb: float, bundled_mysql: bool = True, bundled_redis: bool = True,
+                 monitoring: str = "off") -> int:
     """The largest replica count that fits (0 when not even one does)."""
     fitting = [
         n
         for n in range(1, MAX_BACKEND_REPLICAS + 1)
-        if not _fit_error(cpus, memory_gb, n, bundled_mysql, bundled_redis, hint=False)
+        if not _fit_error(cpus, memory_gb, n, bundled_mysql, bundled_redis, hint=False, monitoring=monitoring)
     ]
     return max(fitting, default=0)
 
@@ -159,16 +245,34 @@ def cpu_reservation(cpus: float) -> float:
     return round(_floor_to(cpus / 2, 0.05), 2) or 0.05
 
 
+def monitoring_plan(memory_gb: float, mode: str) -> dict:
+    """Retention and disk of the monitoring stack: each store's share of the host's (assumed) disk."""
+    disk_gb = memory_gb * DISK_GB_PER_MEMORY_GB
+    bundled = mode == "bundled"
+    prometheus_gb = max(1, int(disk_gb * MONITORING_DISK_SHARE["prometheus"])) if bundled else 0
+    loki_gb = max(1, int(disk_gb * MONITORING_DISK_SHARE["loki"])) if bundled else 0
+    disk = prometheus_gb + loki_gb + (GRAFANA_DISK_GB if bundled else 0) + (ALLOY_WAL_GB if mode != "off" else 0)
+    return {
+        "mode": mode,
+        "prometheus_retention_size_gb": prometheus_gb,
+        "prometheus_retention_days": PROMETHEUS_RETENTION_DAYS if bundled else 0,
+        "loki_disk_gb": loki_gb,
+        "loki_retention_days": LOKI_RETENTION_DAYS if bundled else 0,
+        "disk_gb": round(disk, 2),
+    }
+
+
 def plan(
-    cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True
+    cpus: float, memory_gb: float, replicas: int, bundled_mysql: bool = True, bundled_redis: bool = True,
+    monitoring: str = "off",
 ) -> dict:
     """The full resource plan. Raises ValueError (with fit_error's message) when it cannot fit."""
-    error = fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis)
+    error = fit_error(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, monitoring)
     if error:
         raise ValueError(error)
     memory_mb = int(memory_gb * 1024)
     headroom_mb = os_headroom_mb(memory_mb)
-    need = _minimum_need_mb(replicas, bundled_mysql, bundled_redis)
+    need = _minimum_need_mb(replicas, bundled_mysql, bundled_redis, monitoring)
     spare = memory_mb - headroom_mb - sum(need.values())
 
     # Grow MySQL and each backend from their minimum towards their maximum, equally, in 64 MB steps.
@@ -178,7 +282,7 @@ def plan(
     mysql_mb = MYSQL_MB[0] + growth if bundled_mysql else 0
 
     headroom_cpus = os_headroom_cpus(cpus)
-    fixed_cpus = EDGE_CPUS + FRONTEND_CPUS + CERTBOT_CPUS + CERT_RELOAD_CPUS + (REDIS_CPUS if bundled_redis else 0)
+    fixed_cpus = _fixed_cpus(bundled_mysql, bundled_redis, monitoring)
     share = (cpus - headroom_cpus - fixed_cpus) / (
         BACKEND_CPU_WEIGHT * replicas + (MYSQL_CPU_WEIGHT if bundled_mysql else 0)
     )
@@ -196,6 +300,8 @@ def plan(
         services["mysql"] = _service(mysql_mb, mysql_cpus)
     if bundled_redis:
         services["redis"] = _service(REDIS_MB, REDIS_CPUS)
+    for name, (mb, service_cpus) in monitoring_services(monitoring, bundled_mysql, bundled_redis).items():
+        services[name] = _service(mb, service_cpus)
 
     total_mb = sum(s["memory_limit_mb"] for s in services.values()) + backend_mb * (replicas - 1)
     total_cpus = sum(s["cpus"] for s in services.values()) + backend_cpus * (replicas - 1)
@@ -235,6 +341,7 @@ def plan(
             # so they are never evicted: when memory is full of them, writes fail loudly instead.
             "maxmemory_policy": "volatile-lru",
         },
+        "monitoring": monitoring_plan(memory_gb, monitoring),
         "nginx": {
             # `auto` would count the host's cores, not the container's CPU limit.
             "worker_processes": edge_workers,
@@ -278,7 +385,6 @@ DISK_FIXED_GB = {
     "os_and_engine": 10.0,  # Debian, Docker's own state, the build-free server
     "images_for_rollback": round((KEPT_VERSIONS + 1) * APP_IMAGES_GB + 1.0, 2),  # + base images
     "container_logs": 0.5,  # json-file: 10 MB x 5 files per container (compose.yaml x-hardening)
-    "metrics_retention": 0.0,  # no bundled monitoring yet
     # The local CAs, the edge's and MySQL's certificates and the backend's truststore are a few KB
     # each; certbot keeps every renewal in its archive: 10 MB covers years of them.
     "certificates": 0.01,
@@ -304,26 +410,30 @@ def deploy_peak_mb(plan_: dict) -> int:
     return plan_["total"]["memory_limit_mb"] + second_colour
 
 
-def disk_plan(disk_gb: float, bundled_mysql: bool = True) -> dict:
-    """How the disk is spent, and the largest database it holds under the rule above."""
-    fixed = sum(DISK_FIXED_GB.values())
+def disk_plan(disk_gb: float, bundled_mysql: bool = True, monitoring: str = "off") -> dict:
+    """How the disk is spent, and the largest database it holds under the rule above.
+
+    The metrics and logs retention (monitoring_plan) is a fixed budget too, sized from this disk.
+    """
+    metrics = monitoring_plan(disk_gb / DISK_GB_PER_MEMORY_GB, monitoring)["disk_gb"]
+    fixed = sum(DISK_FIXED_GB.values()) + metrics
     usable = disk_gb * (1 - FREE_DISK_SHARE) - fixed
     per_db = sum(DISK_PER_DATABASE_GB.values()) if bundled_mysql else 0
     max_db = round(usable / per_db, 1) if per_db else None
-    return {"disk_gb": disk_gb, "fixed_gb": round(fixed, 2), "free_gb": round(disk_gb * FREE_DISK_SHARE, 1),
+    return {"disk_gb": disk_gb, "fixed_gb": round(fixed, 2), "metrics_retention_gb": metrics, "free_gb": round(disk_gb * FREE_DISK_SHARE, 1),
             "per_database_gb": round(per_db, 2), "max_database_gb": max_db,
             "fits": usable > 0 and (max_db is None or max_db >= MIN_DATABASE_GB)}
 
 
 def admission(cpus: float, memory_gb: float, replicas: int, disk_gb: float,
-              bundled_mysql: bool = True, bundled_redis: bool = True) -> dict:
+              bundled_mysql: bool = True, bundled_redis: bool = True, monitoring: str = "off") -> dict:
     """The rule applied to one host: each resource's need against what the host offers."""
-    plan_ = plan(cpus, memory_gb, replicas, bundled_mysql, bundled_redis)
+    plan_ = plan(cpus, memory_gb, replicas, bundled_mysql, bundled_redis, monitoring)
     host = plan_["host"]
     steady = plan_["total"]["memory_limit_mb"]
     peak = deploy_peak_mb(plan_)
     peak_room = host["memory_mb"] - host["os_headroom_mb"] // 2
-    disk = disk_plan(disk_gb, bundled_mysql)
+    disk = disk_plan(disk_gb, bundled_mysql, monitoring)
     return {
         "memory_steady": (steady + host["os_headroom_mb"], host["memory_mb"]),
         "memory_peak": (peak, peak_room),
@@ -337,15 +447,17 @@ def admission(cpus: float, memory_gb: float, replicas: int, disk_gb: float,
 
 
 def size_matrix() -> str:
-    """The feature x host-size matrix for the presets, as a Markdown table (docs/architecture.md)."""
-    rows = ["| size | memory steady MB (limits + OS) / host | deploy peak MB (both colours) / host - half the OS headroom "
+    """The feature x host-size matrix for the presets with their default monitoring, as a Markdown
+    table (docs/architecture.md)."""
+    rows = ["| size | monitoring | memory steady MB (limits + OS) / host | deploy peak MB (both colours) / host - half the OS headroom "
             "| CPUs (limits + OS) / host | disk GB: fixed + free | largest database GB | admitted |",
-            "|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|"]
     for name, (cpus, memory_gb, replicas) in PRESETS.items():
-        a = admission(cpus, memory_gb, replicas, DISK_GB[name])
+        monitoring = default_monitoring(cpus, memory_gb, replicas)
+        a = admission(cpus, memory_gb, replicas, DISK_GB[name], monitoring=monitoring)
         verdict = ", ".join(k for k, ok in a["fits"].items() if not ok)
         rows.append(
-            f"| {name} ({cpus} cores / {memory_gb} GB / {DISK_GB[name]} GB, {replicas} replica(s)) "
+            f"| {name} ({cpus} cores / {memory_gb} GB / {DISK_GB[name]} GB, {replicas} replica(s)) | {monitoring} "
             f"| {a['memory_steady'][0]} / {a['memory_steady'][1]} | {a['memory_peak'][0]} / {a['memory_peak'][1]} "
             f"| {a['cpus'][0]:g} / {a['cpus'][1]} | {a['disk']['fixed_gb']:g} + {a['disk']['free_gb']:g} "
             f"| {a['disk']['max_database_gb']:g} | {'yes' if not verdict else 'no: ' + verdict} |")

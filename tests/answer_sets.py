@@ -52,6 +52,9 @@ SUPPORTED = {
         "edge_nginx_image": "registry.internal:5000/mirror/nginx:1.28-alpine",
         "mysql_image": "registry.internal:5000/mirror/mysql:8.0",
     },
+    # Every alert receiver: Alertmanager's Go templates (the webhook's text) and the URL left to env/prod.env.
+    "monitoring-receivers": {"alert_webhook": True, "alert_email": "oncall@petory.example.com",
+                             "alert_smtp_smarthost": "smtp.petory.example.com:587", "availability_target": 99.9},
 }
 
 # A set that answers an advanced question switches the group on, as an operator would: Copier

@@ -53,6 +53,18 @@ EXAMPLES = {
                       [("age1py2wwa7g6pxav3wahw6cfrsdj0m4988gnujhaf65sxpnwq6fjacs5wzt2", "age1... public"),
                        ("ssh-ed25519 AAAAC3Nza", "not an age1"),
                        ("AGE-SECRET-KEY-1" + "Q" * 58, "secret key")]),
+    # Monitoring (issue 13): the mode, the error budget's target, where alerts, metrics and logs go.
+    "monitoring": (["off", "bundled", "remote"], [("agent", "off, bundled or remote"), (True, "choose off")]),
+    "percentage": (["99.5", 99.9, 90], [("high", "a number"), (100, "90 to 99.99"), ("89.9", "90 to")]),
+    "push_url": (["https://prometheus.example.com/api/v1/write", "http://10.0.0.5:9090/api/v1/write",
+                  "http://monitor:3100/loki/api/v1/push"],
+                 [("ftp://monitor.example.com", "http(s) URL"), ("prometheus.example.com", "not an http")]),
+    "optional_push_url": (["", "https://hooks.slack.com/services/T0/B0/x", "http://127.0.0.1:9099/alerts"],
+                          [("hooks.slack.com", "http(s) URL"), ("https://a b", "not an http")]),
+    "optional_email": (["", "oncall@petory.example.com", " Oncall@Petory.Example.com"],
+                       [("oncall", "e-mail"), ("a@b", "not an e-mail")]),
+    "smarthost": (["smtp.example.com:587", "SMTP.Example.com:25"], [("smtp.example.com", "host:port"),
+                                                                     ("smtp:587", "give host:port")]),
     # Whole-number ranges (RANGES): both ends pass, one past each end fails.
     "port": ([1024, 8080, "3000", 65535], [(80, "give 1024 to 65535"), ("http", "1024 to"), (65536, "to 65535")]),
     "tcp_port": ([1, 3306, 65535], [(0, "at least 1"), (65536, "1 to 65535"), (True, "1 to 65535")]),
@@ -105,7 +117,8 @@ def _answers(**changes) -> dict:
     answers = {"domain": "petory.example.com", "staging_domain": "staging.petory.example.com",
                "backend_port": 8080, "frontend_port": 3000, "backend_jar_glob": "backend/build/libs/*.jar",
                "backend_image": "ghcr.io/t/petory-backend", "frontend_image": "ghcr.io/t/petory-frontend",
-               "host_cpus": 4, "host_memory_gb": 8, "backend_replicas": 2, "database": "bundled", "redis": "bundled"}
+               "host_cpus": 4, "host_memory_gb": 8, "backend_replicas": 2, "database": "bundled", "redis": "bundled",
+               "monitoring": "bundled"}
     return {**answers, **changes}
 
 
@@ -118,6 +131,9 @@ CROSS_CASES = [
     ("backend_replicas", {"backend_replicas": 8, "host_cpus": 2, "host_memory_gb": 4}, "at most 1 fit"),
     ("backend_replicas", {"backend_replicas": 8, "host_cpus": 4, "host_memory_gb": 8}, "needs 10.9 GB; at most 5 fit"),
     ("host_memory_gb", {"host_memory_gb": 3}, "give 4 to 2048"),
+    ("monitoring", {"monitoring": "bundled", "host_cpus": 2, "host_memory_gb": 4, "backend_replicas": 1},
+     "needs 5.5 of 4 GB; use off"),
+    ("monitoring", {"monitoring": "remote", "host_cpus": 2, "host_memory_gb": 4, "backend_replicas": 1}, "use off"),
 ]
 
 

@@ -89,6 +89,18 @@ def test_rewrite_removes_only_whole_top_level_lines():
         "# header\n_commit: 0.2.0\nacme_email_extra: keep\nenvironments:\n- dev\nadvanced: true\n")
 
 
+def test_an_answers_file_that_predates_monitoring_keeps_it_off(tmp_path, capsys):
+    """0.5.0 and older had no monitoring: the update must not start it and shrink the application."""
+    old = tmp_path / ".copier-answers.yml"
+    old.write_text("_commit: 0.5.0\nserver_size: medium\n")
+    assert follow_derived.main([str(old)]) == 0
+    assert yaml.safe_load(old.read_text())["monitoring"] == "off"
+    assert "follow_derived: monitoring: off (new in 0.6.0" in capsys.readouterr().out
+    newer = tmp_path / "newer.yml"
+    newer.write_text("_commit: 0.6.0\nserver_size: medium\nmonitoring: bundled\n")
+    assert follow_derived.kept_as_it_was(yaml.safe_load(newer.read_text())) == {}
+
+
 def test_migration_without_answers_file_changes_nothing(tmp_path, capsys):
     assert follow_derived.main([str(tmp_path / ".copier-answers.yml")]) == 0
     assert "nothing to migrate" in capsys.readouterr().err
@@ -146,7 +158,8 @@ def test_each_derived_answer_follows_its_sources_on_update(followed, name):
 
 # Derived answers whose sources CHANGES cannot move: `database` stays external, since bundled
 # would hide db_host, whose following this update checks (tests/test_db_tls.py tests db_tls's).
-FIXED_SOURCES = {"db_tls"}
+# `monitoring` is bundled on medium and on large alike (tests/test_model.py covers its sizes).
+FIXED_SOURCES = {"db_tls", "monitoring"}
 
 
 def test_every_derivation_changed_in_the_update(followed):

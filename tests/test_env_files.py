@@ -170,3 +170,30 @@ def test_set_takes_one_environment(repo):
     with pytest.raises(SystemExit) as exit_info:
         env_files.main(["--repo", str(repo), "--set", "A=2"])
     assert exit_info.value.code == 2
+
+
+def test_monitoring_keys_are_only_in_the_watched_environments_file(tmp_path):
+    import deployment
+
+    monitoring = {"mode": "bundled", "env": deployment.MONITORED_ENV, "receivers": {"webhook": True}}
+    keys = {env: [e["key"] for e in env_files.env_entries(env, "petory", True, True, monitoring)]
+            for env in env_files.ENVIRONMENTS}
+    only = set(keys["prod"]) - set(keys["dev"])
+    assert only == set(env_files.ONLY_IN) and set(env_files.ONLY_IN.values()) == {deployment.MONITORED_ENV}
+    assert keys["dev"] == keys["staging"]
+    # env/.env.example (rendered for prod) lists them; a dev file without them is complete.
+    example = tmp_path / ".env.example"
+    example.write_text("".join(f"{k}=x\n" for k in keys["prod"]))
+    dev = tmp_path / "dev.env"
+    dev.write_text("".join(f"{k}=x\n" for k in keys["dev"]))
+    assert env_files.missing_keys(example, dev) == []
+    prod = tmp_path / "prod.env"
+    prod.write_text("".join(f"{k}=x\n" for k in keys["dev"]))
+    assert env_files.missing_keys(example, prod) == sorted(only, key=keys["prod"].index)
+    assert env_files.add_missing(example, dev) == []
+
+
+def test_the_webhook_url_is_pasted_by_the_operator_never_generated():
+    monitoring = {"mode": "bundled", "env": "prod", "receivers": {"webhook": True}}
+    entry = next(e for e in env_files.env_entries("prod", "petory", True, True, monitoring) if e["key"] == "ALERT_WEBHOOK_URL")
+    assert entry["value"] == "" and entry["secret"] and entry["key"] in env_files.SUPPLIED_SECRETS

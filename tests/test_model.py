@@ -66,6 +66,14 @@ DEFAULTS = {
     "prod_deploy_dir": "/srv/petory",
     "proxy_read_timeout_seconds": 60,
     "tls_profile": "intermediate",
+    "monitoring": "bundled",
+    "remote_write_url": None,
+    "loki_push_url": None,
+    "alert_email": "",
+    "alert_smtp_smarthost": "",
+    "alert_webhook": False,
+    "backend_port": 8080,
+    "availability_target": 99.5,
 }
 
 
@@ -253,3 +261,79 @@ def test_the_drift_workflow_prints_the_models_schedule(rendered):
     workflow = (rendered("defaults") / ".github/workflows/deploy-template-drift.yml").read_text()
     assert '    - cron: "17 0 * * 1" # Mondays 00:17 UTC\n' in workflow
     assert "# Mondays 09:17 Asia/Seoul, written in UTC" in workflow
+
+
+# -- Monitoring (issue 13): the stack's model, the job names the rules use ------------------------
+
+def test_monitoring_flags_and_the_scrape_jobs_the_rules_use():
+    m = model()
+    assert m["flags"]["monitoring"] and m["flags"]["monitoring_bundled"] and not m["flags"]["monitoring_remote"]
+    mon = m["monitoring"]
+    assert mon["env"] == "prod" and mon["mode"] == "bundled"
+    assert mon["jobs"] == ["backend", "edge", "node", "mysql", "redis", "prometheus", "alertmanager"]
+    backend = mon["scrape_targets"][0]
+    assert backend["dns"] == ["backend-blue", "backend-green"]
+    assert (backend["port"], backend["path"]) == (8081, "/actuator/prometheus")
+    assert mon["rule_files"] == "/etc/prometheus/rules/*.yml"
+    assert {"grafana", "loki", "prometheus", "alertmanager"} <= set(mon["images"])
+    assert "monitoring" in [t["name"] for t in m["tasks"]] and "grafana" in [t["name"] for t in m["tasks"]]
+
+
+def test_remote_monitoring_runs_only_the_agents_and_names_the_remote():
+    m = model(monitoring="remote", remote_write_url="https://prom.example.com/api/v1/write",
+              loki_push_url="https://loki.example.com/loki/api/v1/push")
+    mon = m["monitoring"]
+    assert not m["flags"]["monitoring_bundled"] and m["flags"]["monitoring_remote"]
+    assert "prometheus" not in mon["jobs"] and "alertmanager" not in mon["jobs"]
+    assert not {"prometheus", "grafana", "loki", "alertmanager"} & set(mon["images"])
+    assert mon["remote"]["remote_write_url"].endswith("/api/v1/write")
+    assert "grafana" not in [t["name"] for t in m["tasks"]]
+
+
+def test_monitoring_is_off_without_production_and_follows_external_services():
+    assert model(environments=["staging"])["monitoring"] is None
+    assert not model(environments=["dev", "staging"])["flags"]["monitoring"]
+    assert model(monitoring="off")["monitoring"] is None
+    external = model(database="external", redis="external")["monitoring"]
+    assert "mysql" not in external["jobs"] and "redis" not in external["jobs"]
+    assert "mysqld_exporter" not in external["images"]
+
+
+def test_alert_receivers_come_from_the_answers_and_the_webhook_stays_out_of_tracked_files():
+    m = model(alert_email="oncall@petory.example.com", alert_smtp_smarthost="smtp.example.com:587",
+              alert_webhook=True)["monitoring"]
+    assert m["receivers"]["email"] == {"to": "oncall@petory.example.com", "smarthost": "smtp.example.com:587",
+                                       "from": "alertmanager@petory.example.com"}
+    assert m["receivers"]["webhook"] is True
+    assert model()["monitoring"]["receivers"] == {"email": None, "webhook": False}
+
+
+def test_container_restarts_are_a_textfile_counter():
+    kind, labels, _ = deployment.METRICS["petory_container_restarts_total"]
+    assert kind == "counter" and labels == ("env", "service", "container")
+
+
+@pytest.mark.parametrize("size,cpus,memory,replicas,expected", [
+    ("small", 2, 4, 1, "off"), ("medium", 4, 8, 2, "bundled"), ("large", 8, 16, 3, "bundled"),
+    ("custom", 3, 6, 1, "bundled"), ("custom", 2, 5, 1, "off"),
+])
+def test_default_monitoring_is_the_bundled_stack_where_it_fits(size, cpus, memory, replicas, expected):
+    answers = {**DEFAULTS, "server_size": size, "host_cpus": cpus, "host_memory_gb": memory, "backend_replicas": replicas}
+    assert deployment.default_monitoring(answers) == expected
+
+
+def test_mysqld_exporter_connects_to_mysql_the_way_the_backend_does():
+    tls = {mode: model(db_tls=mode)["monitoring"]["exporter_tls"] for mode in deployment.DB_SSL_MODE}
+    assert tls["off"]["tls"] == "preferred" and tls["required"]["tls"] == "skip-verify"
+    # verify-identity: the CA of the backend's truststore volume, the name checked by the driver.
+    assert tls["verify-identity"]["ssl_ca"] == f"{deployment.DB_TRUSTSTORE_DIR}/ca.pem"
+    assert tls["verify-identity"]["truststore_volume"] == "db-truststore"
+    assert tls["off"]["truststore_volume"] is None and tls["required"]["ssl_ca"] is None
+    assert model(database="external", db_host="db.example.com", db_port=3306)["monitoring"]["exporter_tls"] is None
+
+
+def test_the_actuator_has_its_own_port_which_the_scrape_uses():
+    m = model()
+    assert m["backend"]["management_port"] == deployment.MANAGEMENT_PORT != m["backend"]["port"]
+    backend = next(t for t in m["monitoring"]["scrape_targets"] if t["job"] == "backend")
+    assert backend["port"] == m["backend"]["management_port"]

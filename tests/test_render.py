@@ -17,7 +17,10 @@ from answer_sets import INVALID, SUPPORTED
 
 # `${{` is GitHub Actions syntax; `[[ ... ]]` is only a (legacy Copier) marker around a bare name,
 # not a bash test like `[[ -n "$x" ]]`.
-MARKER = re.compile(r"(?<!\$)\{\{|\{%|\[\[\s*[\w.]+\s*\]\]")
+# A Jinja marker left over; Go templates that generated files carry on purpose (Alertmanager's
+# notification text: `{{ .Status }}`, `{{ range .Alerts }}`, `{{ end }}`) are not one.
+GO_TEMPLATE = r"\s*-?\s*(?:[.$]|(?:range|end|if|else|with|len|toUpper)\b)"
+MARKER = re.compile(rf"(?<!\$)\{{\{{(?!{GO_TEMPLATE})|\{{%|\[\[\s*[\w.]+\s*\]\]")
 VALIDATE = "deploy/scripts/validate.py"
 FAST_CHECKS = ["conflict markers", "YAML parse", "env files", "docker compose config", "nginx -t"]
 LINTERS = ["gixy", "yamllint", "shellcheck", "hadolint", "GitHub workflow schema", "checkov"]
@@ -206,3 +209,17 @@ def test_answers_file_records_answers_but_no_secret(rendered):
     text = (project / ".copier-answers.yml").read_text()
     prod_secret = (project / "deploy/env/prod.env").read_text().split("MYSQL_PASSWORD=")[1].split()[0]
     assert prod_secret not in text
+
+
+def test_the_webhook_url_is_left_to_the_operator_and_checked_before_a_deploy(rendered, tmp_path):
+    """alert_webhook gives env/prod.env an empty ALERT_WEBHOOK_URL: a warning, a failure before a deploy."""
+    project = copy_of(rendered("monitoring-receivers"), tmp_path / "receivers")
+    assert "ALERT_WEBHOOK_URL" not in (project / "deploy/env/staging.env").read_text()  # prod's key only
+    assert "hooks.slack.com" not in (project / ".copier-answers.yml").read_text()
+    warned = validate(project)
+    assert warned.returncode == 0 and "WARN  supplied secrets of prod" in warned.stdout, warned.stdout
+    strict = validate(project, "--no-placeholders", "prod")
+    assert strict.returncode == 1 and "FAIL  supplied secrets of prod" in strict.stdout, strict.stdout
+    env_file = project / "deploy/env/prod.env"
+    env_file.write_text(env_file.read_text().replace("ALERT_WEBHOOK_URL=\n", "ALERT_WEBHOOK_URL=https://hooks.example.net/x\n"))
+    assert "supplied secrets" not in validate(project).stdout

@@ -80,6 +80,8 @@ class RunningApp:
             "SPRING_PROFILES_ACTIVE": "prod",
             "LOGGING_LEVEL_ROOT": "INFO",
             "PETORY_JWT_SECRET": JWT_SECRET,
+            # As Spring Boot, the app exposes only health unless told (the generated compose file does).
+            "MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE": "health,info",
         }
         for key, value in env_overrides.items():
             if value is None:
@@ -255,6 +257,61 @@ def test_info_version_and_header(app):
     status, headers, body = app.request("/api/version")
     assert (status, body) == (200, {"version": VERSION})
     assert headers["X-App-Version"] == VERSION
+
+
+def test_actuator_exposure_as_spring_boot(jar, start_app):
+    running = start_app(jar, MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE=None)
+    assert running.request("/actuator/health/liveness")[0] == 200  # health is exposed by default
+    assert running.request("/actuator/info")[0] == 404
+    assert running.request("/actuator/prometheus")[0] == 404
+
+
+def scrape(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.headers["Content-Type"], resp.read().decode()
+
+
+def test_management_port_serves_actuator_and_metrics(jar, start_app):
+    """management.server.port moves /actuator off the server port, as in the generated compose file."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    management = free_port()
+    running = start_app(jar, wait=False, MANAGEMENT_SERVER_PORT=str(management),
+                        MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE="health,info,prometheus",
+                        MANAGEMENT_METRICS_DISTRIBUTION_PERCENTILES_HISTOGRAM_HTTP_SERVER_REQUESTS="true",
+                        SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE="7")
+    base = f"http://127.0.0.1:{management}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(base + "/actuator/health/liveness", timeout=2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, running.output()
+            time.sleep(0.1)
+    for path in ("/actuator/health/liveness", "/actuator/info", "/actuator/prometheus"):
+        assert running.request(path)[0] == 404, path  # not on the server port any more
+    assert running.request("/api/version")[0] == 200
+    assert running.request("/api/nothing-here")[0] == 404
+    content_type, text = scrape(base + "/actuator/prometheus")
+    assert content_type.startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, s.labels.get("uri"), s.labels.get("status"), s.labels.get("le")): s.value
+               for s in families["http_server_requests_seconds"].samples}
+    assert samples[("http_server_requests_seconds_count", "/api/version", "200", None)] == 1
+    # The three /actuator requests to the server port and /api/nothing-here: no route, 404.
+    assert samples[("http_server_requests_seconds_count", "NOT_FOUND", "404", None)] == 4
+    assert samples[("http_server_requests_seconds_bucket", "/api/version", "200", "+Inf")] == 1
+    # Micrometer's default buckets between 1 ms and 30 s: 68 finite ones (the committed Spring
+    # Boot sample has 0.022369621 and 1.073741824 among them).
+    les = {s.labels["le"] for s in families["http_server_requests_seconds"].samples
+           if s.name.endswith("_bucket") and s.labels["uri"] == "/api/version"}
+    assert len(les) == 69 and {"0.001", "0.022369621", "1.073741824", "30.0", "+Inf"} <= les
+    pool = {s.name: s.value for f in families.values() if f.name.startswith("hikaricp") for s in f.samples}
+    assert pool["hikaricp_connections_max"] == 7 and pool["hikaricp_connections_active"] == 0
+    heap = [s for s in families["jvm_memory_max_bytes"].samples if s.labels["area"] == "heap"]
+    assert heap and all(set(s.labels) == {"area", "id"} for s in heap)
+    assert any(s.value > 0 for s in heap)
 
 
 @pytest.mark.parametrize("path", ["/api/does-not-exist", "/api", "/somewhere/else"])

@@ -128,3 +128,54 @@ def test_redis_comment_states_the_settings_numbers():
     shown = re.search(r"^# Memory: (\d+) MB of a (\d+) MB limit", text, re.M)
     assert shown and f"maxmemory {shown.group(1)}mb" in text
     assert int(shown.group(2)) == plan["services"]["redis"]["memory_limit_mb"] > int(shown.group(1))
+
+
+# -- Monitoring (issue 13) -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cpus,memory_gb,replicas,mode", [
+    (4, 8, 2, "bundled"), (8, 16, 3, "bundled"), (3, 6, 1, "bundled"), (4, 8, 2, "remote"), (16, 64, 8, "bundled"),
+])
+def test_monitoring_fits_inside_the_host_with_the_apps(cpus, memory_gb, replicas, mode):
+    plan = sizing.plan(cpus, memory_gb, replicas, monitoring=mode)
+    assert plan["total"]["memory_limit_mb"] + plan["host"]["os_headroom_mb"] <= memory_gb * 1024
+    assert plan["total"]["cpus"] + plan["host"]["os_headroom_cpus"] <= cpus + 1e-9
+    assert set(sizing.monitoring_services(mode)) <= set(plan["services"])
+    assert plan["services"]["backend"]["memory_limit_mb"] >= sizing.BACKEND_MB[0]
+
+
+def test_bundled_monitoring_takes_its_memory_from_the_growth_of_the_apps():
+    off, bundled = sizing.plan(4, 8, 2), sizing.plan(4, 8, 2, monitoring="bundled")
+    stack = sum(mb for mb, _ in sizing.monitoring_services("bundled").values())
+    assert stack == 1616
+    assert bundled["services"]["backend"]["memory_limit_mb"] == 1536 < off["services"]["backend"]["memory_limit_mb"]
+    assert "prometheus" not in off["services"] and off["monitoring"]["disk_gb"] == 0
+
+
+def test_monitoring_that_does_not_fit_is_refused_with_the_numbers():
+    message = sizing.fit_error(2, 4, 1, monitoring="bundled")
+    assert "monitoring=bundled and 1 backend replica(s) do not fit in 4096 MB" in message
+    assert "monitoring 1616" in message and "need 5588 MB" in message and "use monitoring=off" in message
+    assert "need 4372 MB" in sizing.fit_error(2, 4, 1, monitoring="remote")
+    assert sizing.short_monitoring_error(2, 4, 1, True, True, "bundled") == "needs 5.5 of 4 GB; use off"
+    assert sizing.short_monitoring_error(4, 8, 2, True, True, "bundled") == ""
+    with pytest.raises(ValueError, match="monitoring=bundled"):
+        sizing.plan(2, 4, 1, monitoring="bundled")
+    with pytest.raises(ValueError, match="monitoring must be one of"):
+        sizing.monitoring_services("agent")
+
+
+def test_retention_comes_from_the_disk_budget_and_counts_in_the_disk_rule():
+    medium = sizing.monitoring_plan(8, "bundled")
+    assert (medium["prometheus_retention_size_gb"], medium["loki_disk_gb"]) == (5, 5)
+    assert medium["prometheus_retention_days"] == 30 and medium["loki_retention_days"] == 14
+    assert sizing.monitoring_plan(16, "bundled")["prometheus_retention_size_gb"] == 10
+    assert sizing.monitoring_plan(8, "remote")["disk_gb"] == sizing.ALLOY_WAL_GB
+    with_stack, without = sizing.disk_plan(100, monitoring="bundled"), sizing.disk_plan(100)
+    assert with_stack["metrics_retention_gb"] == 10.6 and without["metrics_retention_gb"] == 0
+    assert with_stack["max_database_gb"] < without["max_database_gb"]
+
+
+def test_defaults_per_size_and_why():
+    assert [sizing.default_monitoring(c, m, r) for c, m, r in sizing.PRESETS.values()] == ["off", "bundled", "bundled"]
+    # remote is never a default: it needs addresses; on small even the agents do not fit.
+    assert sizing.fit_error(2, 4, 1, monitoring="remote")

@@ -90,7 +90,15 @@ def test_ci_installs_the_validators_with_make_tools_from_the_same_file(rendered)
     ci = yaml.safe_load((project / ".github/workflows/deploy-ci.yml").read_text())
     steps = ci["jobs"]["deployment-files"]["steps"]
     runs = [step["run"] for step in steps if "run" in step]
-    assert runs == ["make -C deploy/ tools FULL=1", "python3 deploy/scripts/validate.py --full --require-all"]
+    apt = ('read -ra packages <<<"$(python3 deploy/scripts/validate.py --apt-packages --full)"\n'
+           "sudo apt-get update -q\n"
+           'sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"\n')
+    assert runs == ["make -C deploy/ tools FULL=1", apt, "python3 deploy/scripts/validate.py --full --require-all"]
+    # The packages are the tools that are not on PyPI, each named once by validate.TOOLS.
+    listed = subprocess.run([sys.executable, "deploy/scripts/validate.py", "--apt-packages", "--full"], cwd=project,
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert listed == [spec.apt for spec in validate.TOOLS.values() if spec.package is None]
+    assert {"openssl", "prometheus", "prometheus-alertmanager"} <= set(listed)
     # No workflow installs a validator any other way (a second, drifting list of versions).
     for path in (project / ".github/workflows").glob("*.yml"):
         assert not re.search(r"\bpip3? install\b|-m pip\b", path.read_text()), path.name

@@ -385,8 +385,13 @@ def test_ci_tests_and_builds_both_apps_in_one_matrix_and_validates(project, name
     prefix = "app/" if repo else ""
     ci = workflows(directory)["deploy-ci.yml"]
     assert set(ci["on"]) == {"pull_request", "workflow_call"}
-    # mysql: the generated MySQL configuration on 8.0 and 8.4 (tests/test_db_tls.py)
-    assert set(ci["jobs"]) == {"app", "deployment-files", "mysql"}
+    # mysql: the generated MySQL configuration on 8.0 and 8.4 (tests/test_db_tls.py); monitoring:
+    # the real Grafana, Loki and Alloy images, where the bundled stack is generated.
+    bundled = (directory / "deploy/monitoring/grafana").is_dir()
+    assert set(ci["jobs"]) == {"app", "deployment-files", "mysql"} | ({"monitoring"} if bundled else set())
+    if bundled:
+        assert [s["run"] for s in ci["jobs"]["monitoring"]["steps"] if "run" in s] == ["deploy/scripts/ci/check-monitoring.sh"]
+        assert (directory / "deploy/scripts/ci/check-monitoring.sh").stat().st_mode & 0o111
     job = ci["jobs"]["app"]
     matrix = job["strategy"]["matrix"]["include"]
     assert matrix == [{"app": "backend", "image": answers["backend_image"]},

@@ -11,7 +11,11 @@ answers file, this script:
 2. sets `advanced: true` when the file has no `advanced` answer yet (releases before 0.3.0) and
    any question that 0.3.0 moved behind `advanced` holds a non-default value: a question
    hidden by `when` is not recorded, so its customised answer would silently return to its
-   default.
+   default;
+3. records, for each answer a later release added whose default would change what a running
+   installation runs (`KEEP_AS_IT_WAS`), the value that keeps it as it was, when the file
+   predates that answer: an update never starts new services or shrinks the application's
+   limits unasked (the operator opts in with `copier update --data NAME=VALUE`).
 
 It prints one line per change and rewrites only the lines it changes (the file's comments stay).
 Usage: follow_derived.py ANSWERS_FILE   (run by Copier in the project directory)
@@ -20,6 +24,7 @@ Usage: follow_derived.py ANSWERS_FILE   (run by Copier in the project directory)
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -28,6 +33,10 @@ import yaml
 
 HOOKS = Path(__file__).resolve().parent.parent
 COPIER_YML = HOOKS.parent / "copier.yml"
+# answer -> (the value an older installation keeps, the release that added it, what the default would do)
+KEEP_AS_IT_WAS = {
+    "monitoring": ("off", "0.6.0", "start the monitoring stack and give the application less memory"),
+}
 
 
 def _module(name: str, **siblings):
@@ -64,12 +73,19 @@ def plan(recorded: dict, questions: dict, derived, normalized) -> tuple[list[str
     return drop, switch_on
 
 
-def rewrite(text: str, drop: list[str], switch_on: bool) -> str:
-    """The answers file without the `drop` keys (top-level, one line each), plus `advanced`."""
+def kept_as_it_was(recorded: dict) -> dict[str, str]:
+    """The answers of KEEP_AS_IT_WAS that this answers file predates, with the value to record."""
+    return {name: value for name, (value, _, _) in KEEP_AS_IT_WAS.items() if name not in recorded}
+
+
+def rewrite(text: str, drop: list[str], switch_on: bool, add: dict[str, str] | None = None) -> str:
+    """The answers file without the `drop` keys (top-level, one line each), plus `advanced` and `add`."""
     lines = [line for line in text.splitlines(keepends=True)
              if not any(re.match(rf"{re.escape(name)}:(\s|$)", line) for name in drop)]
     if switch_on:
         lines.append("advanced: true\n")
+    # Quoted: YAML 1.1 (PyYAML) reads a bare `off` as false.
+    lines += [f"{name}: {json.dumps(value)}\n" for name, value in (add or {}).items()]
     return "".join(lines)
 
 
@@ -94,7 +110,12 @@ def main(argv: list[str]) -> int:
         print(f"follow_derived: {name} follows {sources} again (was the default {recorded[name]!r})")
     if switch_on:
         print("follow_derived: advanced: true (this installation customised an advanced setting)")
-    new_text = rewrite(text, drop, switch_on)
+    add = kept_as_it_was(recorded)
+    for name, value in add.items():
+        _, release, change = KEEP_AS_IT_WAS[name]
+        print(f"follow_derived: {name}: {value} (new in {release}; its default would {change}; "
+              f"to have it: copier update --trust --data {name}=<value>)")
+    new_text = rewrite(text, drop, switch_on, add)
     if new_text != text:
         path.write_text(new_text, encoding="utf-8")
     return 0

@@ -2,7 +2,7 @@
 
 Everything here goes through the generated repository's own entry points (deploy/scripts/compose.sh,
 deploy/scripts/init-certificates.sh, run from deploy/), so the harness exercises what operators run. Traffic goes only to
-ports published on 127.0.0.1.
+ports published on 127.0.0.1 (or on `bind_address`).
 """
 
 from __future__ import annotations
@@ -95,17 +95,17 @@ def free_port() -> int:
 
 
 class _SNIConnection(http.client.HTTPSConnection):
-    """HTTPS to 127.0.0.1 while sending the site's name in SNI, as a browser would."""
+    """HTTPS to 127.0.0.1 (or the stack's bind address) while sending the site's name in SNI, as a browser would."""
 
-    def __init__(self, port: int, server_name: str, timeout: float):
+    def __init__(self, port: int, server_name: str, timeout: float, address: str = "127.0.0.1"):
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # self-signed in tests; the TLS tests check the handshake itself
-        super().__init__("127.0.0.1", port, timeout=timeout, context=context)
+        super().__init__(address, port, timeout=timeout, context=context)
         self.server_name = server_name
 
     def connect(self):
-        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        sock = socket.create_connection((self.host, self.port), self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)
 
 
@@ -132,6 +132,8 @@ class Stack:
     name: str = field(default_factory=lambda: f"petory-live-{uuid.uuid4().hex[:8]}")
     http_port: int = field(default_factory=free_port)
     https_port: int = field(default_factory=free_port)
+    # Where the edge publishes: loopback, or an address on a link to a namespace the test made.
+    bind_address: str = "127.0.0.1"
     backend_image: str = "petory-live/backend"
     frontend_image: str = "petory-live/frontend"
     up_seconds: float = 0.0  # the last `up --wait`, images already built
@@ -143,7 +145,7 @@ class Stack:
         environ = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.name,
-            "EDGE_BIND_ADDRESS": "127.0.0.1",
+            "EDGE_BIND_ADDRESS": self.bind_address,
             "EDGE_HTTP_PORT": str(self.http_port),
             "EDGE_HTTPS_PORT": str(self.https_port),
             "BACKEND_IMAGE": self.backend_image,
@@ -210,8 +212,8 @@ class Stack:
 
     def connection(self, host: str | None = None, scheme: str = "https", timeout: float = 15):
         if scheme == "https":
-            return _SNIConnection(self.https_port, host or self.domain, timeout)
-        return http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+            return _SNIConnection(self.https_port, host or self.domain, timeout, self.bind_address)
+        return http.client.HTTPConnection(self.bind_address, self.http_port, timeout=timeout)
 
     def request(self, method: str, path: str, *, host: str | None = None, scheme: str = "https",
                 body: bytes | None = None, headers: dict | None = None, timeout: float = 15) -> Response:

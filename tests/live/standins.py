@@ -63,16 +63,30 @@ STANDIN_IMAGES: dict[str, str] = {
 }
 
 #: test tools that are not base-image answers; built only on request (:func:`ensure_tool_images`):
-#: the certbot stand-in (answer ``certbot_image``), pebble, the ACME test CA, and the Adminer
-#: stand-in (answer ``adminer_image``, dev's database UI).
+#: the certbot stand-in (answer ``certbot_image``), pebble, the ACME test CA, the Adminer
+#: stand-in (answer ``adminer_image``, dev's database UI), and the monitoring stack's images that
+#: Debian packages (compose.monitoring.yaml; tests/live/test_monitoring.py sets them in a
+#: test-only override). Grafana, Loki and Alloy have no Debian package and no stand-in.
 CERTBOT_TAG = "petory-standin/certbot:v4"
 PEBBLE_TAG = "petory-standin/pebble:2"
 ADMINER_TAG = "petory-standin/adminer:standalone"
-TOOL_IMAGES: dict[str, str] = {"certbot": CERTBOT_TAG, "pebble": PEBBLE_TAG, "adminer": ADMINER_TAG}
+#: compose.monitoring.yaml service -> (stand-in role, tag)
+MONITORING_STANDINS: dict[str, tuple[str, str]] = {
+    "prometheus": ("prometheus", "petory-standin/prometheus:2"),
+    "alertmanager": ("alertmanager", "petory-standin/alertmanager:0.25"),
+    "node-exporter": ("node_exporter", "petory-standin/node-exporter:1"),
+    "mysqld-exporter": ("mysqld_exporter", "petory-standin/mysqld-exporter:0.14-as-0.15"),
+    "redis-exporter": ("redis_exporter", "petory-standin/redis-exporter:1"),
+    "edge-metrics": ("mtail", "petory-standin/mtail:3"),
+    "container-metrics": ("docker_cli", "petory-standin/docker-cli:20"),
+}
+TOOL_IMAGES: dict[str, str] = {"certbot": CERTBOT_TAG, "pebble": PEBBLE_TAG, "adminer": ADMINER_TAG,
+                               **dict(MONITORING_STANDINS.values())}
 TOOL_BUILDS: tuple[tuple[str, str, str], ...] = (
     ("certbot", CERTBOT_TAG, "bookworm"),
     ("pebble", PEBBLE_TAG, "bookworm"),
     ("adminer", ADMINER_TAG, "trixie"),
+    *((role, tag, "bookworm") for role, tag in MONITORING_STANDINS.values()),
 )
 
 #: build order: (directory under standins/, tag, Debian suite of the base)
@@ -88,6 +102,8 @@ BUILDS: tuple[tuple[str, str, str], ...] = (
 #: the build context as ``nginx-static``.
 NGINX_BINARY_ENV = "PETORY_STANDIN_NGINX_BINARY"
 NGINX_BINARY_NAME = "nginx-static"
+#: Debian packages into an image, one way for every stand-in that copies it.
+APT_INSTALL = STANDINS_DIR / "apt-install.sh"
 
 Log = Callable[[str], None]
 
@@ -354,9 +370,12 @@ def nginx_binary() -> Path:
 
 
 def _extra_context(role: str) -> dict[str, Path]:
-    """Files added to a build context that are not kept in git."""
+    """Files added to a build context from outside its directory: the nginx binary (not kept in
+    git), and the shared apt-install script for the Dockerfiles that copy it."""
     if role == "nginx":
         return {NGINX_BINARY_NAME: nginx_binary()}
+    if f"COPY {APT_INSTALL.name} " in (STANDINS_DIR / role / "Dockerfile").read_text():
+        return {APT_INSTALL.name: APT_INSTALL}
     return {}
 
 

@@ -184,11 +184,11 @@ def test_backend_is_not_ready_with_a_wrong_ca(db, tmp_path, summary):
             time.sleep(1)
             for label, name in names.items():
                 probe = docker("exec", name, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                               "http://127.0.0.1:8080/actuator/health/readiness", check=False)
+                               "http://127.0.0.1:8081/actuator/health/readiness", check=False)
                 status[label] = int(probe.stdout or 0)
         time.sleep(3)  # the wrong one had as long as the right one, and more
         wrong = docker("exec", names["wrong"], "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                       "http://127.0.0.1:8080/actuator/health/readiness", check=False)
+                       "http://127.0.0.1:8081/actuator/health/readiness", check=False)
         logs = docker("logs", names["wrong"]).stdout + docker("logs", names["wrong"]).stderr
     finally:
         docker("rm", "-f", *names.values(), check=False)

@@ -420,7 +420,7 @@ def test_config_changes_and_a_smaller_host_are_applied_with_one_command(deployme
     environment = dict(item.split("=", 1) for item in backends[0]["Config"]["Env"])
     assert environment["LOGGING_LEVEL_ROOT"] == "INFO"
     assert environment["PETORY_JWT_PREVIOUS_SECRET_VALID_UNTIL"] == "2001-01-01T00:00:00Z"
-    info = subprocess.run(["docker", "exec", backends[0]["Id"], "curl", "-fsS", "http://127.0.0.1:8080/actuator/info"],
+    info = subprocess.run(["docker", "exec", backends[0]["Id"], "curl", "-fsS", "http://127.0.0.1:8081/actuator/info"],
                           capture_output=True, check=True).stdout  # /actuator is not served through the edge
     heap = json.loads(info)["jvm"]["max_heap_bytes"]
     share = small["jvm"]["max_ram_percentage"] / 100 * (small["services"]["backend"]["memory_limit_mb"] << 20)

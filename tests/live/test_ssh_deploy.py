@@ -35,21 +35,12 @@ import yaml
 
 from registry import LocalRegistry
 from sample_app import build_backend_jar, build_frontend
+from ssh_server import Server, server_base_image, sh
 from stack import Stack, free_port, render
 
 HERE = Path(__file__).resolve().parent
-SERVER_DIR = HERE / "ssh"
-SERVER_IMAGE = "petory-test/ssh-server:trixie"
 DOMAIN = "staging.petory.app"  # a real-looking domain: the deploy job refuses placeholders
 JAR = "backend/build/libs/petory-0.0.1-SNAPSHOT.jar"
-LABEL = "org.petory.test=ssh-deploy"
-
-
-def sh(*cmd, cwd=None, check=True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(list(map(str, cmd)), cwd=cwd, capture_output=True, text=True, **kwargs)
-    if check and proc.returncode:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}\n{proc.stdout[-1000:]}")
-    return proc
 
 
 def git(repo: Path, *args) -> str:
@@ -150,49 +141,6 @@ class Runner:
 
 
 # --------------------------------------------------------------------------- the server side
-
-class Server:
-    """The SSH server container; the deploy directory lives at the same path on host and container."""
-
-    def __init__(self, workdir: Path, public_key: str, base: str):
-        self.name = f"petory-ssh-{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
-        self.workdir = workdir
-        self.public_key = public_key
-        self.base = base
-
-    def start(self) -> None:
-        sh("docker", "build", "-q", "--build-arg", f"BASE={self.base}", "-t", SERVER_IMAGE, SERVER_DIR,
-           env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=1200)
-        sh("docker", "run", "-d", "--name", self.name, "--label", LABEL, "-p", f"127.0.0.1:{self.port}:22",
-           "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{self.workdir}:{self.workdir}",
-           "-e", f"AUTHORIZED_KEY={self.public_key}", SERVER_IMAGE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.exec("test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub", check=False).returncode == 0 and \
-                    "sshd" in self.exec("sh", "-c", "cat /proc/1/cmdline", check=False).stdout:
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"sshd did not start: {sh('docker', 'logs', self.name, check=False).stderr}")
-
-    def exec(self, *cmd, user: str = "root", check: bool = True) -> subprocess.CompletedProcess:
-        return sh("docker", "exec", "-u", user, self.name, *cmd, check=check)
-
-    def known_hosts(self) -> str:
-        """The host key as ssh writes it for a non-standard port; read from the server, never scanned."""
-        key = self.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()
-        return f"[127.0.0.1]:{self.port} {key[0]} {key[1]}"
-
-    def stop(self) -> None:
-        sh("docker", "rm", "-f", "-v", self.name, check=False)
-
-
-def server_base_image() -> str:
-    """Debian trixie: the locally built stand-in when present (no registry here), else the official image."""
-    if sh("docker", "image", "inspect", "petory-standin/debian:trixie", check=False).returncode == 0:
-        return "petory-standin/debian:trixie"
-    return "debian:trixie"
-
 
 @dataclass
 class Setup:

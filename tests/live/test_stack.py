@@ -19,7 +19,10 @@ SERVICES = {"edge", "frontend", "backend", "mysql", "redis"}
 def plan_of(project: Path) -> dict:
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     cpus, memory_gb, replicas = sizing.PRESETS[answers["server_size"]]
-    return sizing.plan(cpus, memory_gb, answers.get("backend_replicas", replicas))
+    # The monitoring stack's budget comes out of the applications' (hooks/sizing.py).
+    monitoring = answers.get("monitoring", "off") if "prod" in answers["environments"] else "off"
+    return sizing.plan(cpus, memory_gb, answers.get("backend_replicas", replicas), answers["database"] == "bundled",
+                       answers["redis"] == "bundled", monitoring)
 
 
 def by_service(stack) -> dict[str, list[dict]]:

@@ -32,10 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "template/deploy/tools/requirements.txt"
 HOST_TAG = "petory-test/tools-host:bookworm"
 HOST_LABEL = "org.petory.tools-host.hash"
-# What an operator installs on a fresh Debian 12 server before `make tools` (recommends included, as apt does).
+# What an operator installs on a fresh Debian 12 server before `make tools` (recommends included, as apt does),
+# with promtool and amtool, which are not on PyPI (the monitoring checks name these packages).
 HOST_DOCKERFILE = """\
 FROM {base}
-RUN apt-get update && apt-get install -y python3-venv make && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y python3-venv make prometheus prometheus-alertmanager && rm -rf /var/lib/apt/lists/*
 """
 
 
@@ -108,7 +109,8 @@ def test_make_tools_on_a_clean_debian_12_host_leaves_nothing_skipped(host_image,
         full = run("make -C deploy tools FULL=1 && make -C deploy validate FULL=1")
         assert full.returncode == 0, full.stdout + full.stderr
         assert "0 failed, 0 skipped" in full.stdout, full.stdout
-        for check in ("yamllint", "shellcheck", "hadolint", "gixy", "GitHub workflow schema", "checkov"):
+        for check in ("yamllint", "shellcheck", "hadolint", "gixy", "GitHub workflow schema", "checkov",
+                      "alert rules", "Alertmanager config"):
             assert f"PASS  {check}" in full.stdout, full.stdout
         # From the repository root with Debian's python3, which has no PyYAML: validate.py goes on
         # under .tools/' Python, so YAML parse runs and --require-all finds every tool.

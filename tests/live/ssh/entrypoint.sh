@@ -18,4 +18,4 @@ if [ -S /var/run/docker.sock ]; then
     fi
     usermod -aG "${group}" "${DEPLOY_USER}"
 fi
-exec /usr/sbin/sshd -D -e
+exec /usr/sbin/sshd -D -e "$@" # "$@": -o options of the test, which win over sshd_config
