@@ -246,3 +246,15 @@ def test_a_broken_alloy_config_is_found(deploy, change, expected):
     changed = change(files["alloy"])
     assert changed != files["alloy"], "the mutation must change the file"
     assert any(expected in line for line in alloy_problems({**files, "alloy": changed}))
+
+
+def test_turning_monitoring_on_or_off_leaves_the_application_services_as_they_are(rendered_with):
+    """`copier update --data monitoring=off` must not restart MySQL or Redis (scripts/apply.sh would
+    ask for consent): their definitions in compose.yaml are the same whichever the answer, but for
+    their CPU and memory limits, which apply.sh changes on the running containers (docker update)."""
+    def services(answers: dict) -> dict:
+        compose = yaml.safe_load((rendered_with(answers) / "deploy/compose.yaml").read_text())
+        return {name: {key: value for key, value in compose["services"][name].items() if key != "deploy"}
+                for name in ("mysql", "redis")}
+
+    assert services({**ANSWERS, "monitoring": "off"}) == services(ANSWERS)

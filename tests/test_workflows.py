@@ -6,7 +6,8 @@ every `run:` block goes through shellcheck, and the security properties are asse
 YAML: pinned actions, least-privilege permissions, environments and concurrency (resolved through
 the reusable deploy workflow), immutable image tags, strict SSH host-key checking, no secret on a
 command line or in the log. The scripts in deploy/scripts/ci/ run here against stub `ssh`, `npm`
-and `gradlew`; tests/live/test_ssh_deploy.py runs the deploy job for real.
+and `gradlew`; tests/live/test_ssh_deploy.py runs the deploy job for real, and
+tests/live/test_first_ci_run.py the first CI run's jobs in both layouts.
 """
 
 from __future__ import annotations

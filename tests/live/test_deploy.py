@@ -33,9 +33,8 @@ from stack import KeepAliveClient, Stack, render, template_snapshot
 
 # All test traffic arrives from one address (docker-proxy on loopback), so the per-client API
 # limit is raised for this stack, as an operator would behind a known load balancer.
-# monitoring off: the resize test shrinks medium to small, where monitoring does not fit, and
-# turning it off also takes the exporter's password out of MySQL's definition (a restart; the
-# monitoring stack has its own test, tests/live/test_monitoring.py).
+# monitoring off: the resize test shrinks medium to small, where monitoring does not fit, and is
+# about the application's limits only (the monitoring stack has its own test, test_monitoring.py).
 ANSWERS = {"environments": ["prod"], "tls_mode_prod": "self-signed", "server_size": "medium", "api_rate_limit": 1000,
            "monitoring": "off"}
 JAR = "backend/build/libs/petory-0.0.1-SNAPSHOT.jar"

@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -213,12 +215,17 @@ def test_every_target_is_up_and_every_rule_metric_is_scraped(monitored, summary)
         absent = [name for name in wanted if not mon.query(f'count({{__name__="{name}"}})')]
         return absent or None
 
+    def logs(service: str) -> str:
+        return subprocess.run(["docker", "logs", "--tail", "20", mon.container(service)["Id"]],
+                              capture_output=True, text=True).stderr[-1000:]
+
     deadline = time.monotonic() + 60
     while (absent := missing()) and time.monotonic() < deadline:
         time.sleep(INTERVAL_SECONDS)
     assert not absent, (f"metrics the rules read but no target exports: {absent}; textfiles: "
                         + "; ".join(f"{p.name}: {p.read_text()[-600:]!r}" for p in textfiles.glob("*.prom"))
-                        + f"; textfile errors: {mon.query('node_textfile_scrape_error')}")
+                        + f"; textfile errors: {mon.query('node_textfile_scrape_error')}"
+                        + f"; restart collector's log: {logs('container-metrics')!r}")
     # The exporters reach their servers (mysqld-exporter through its 0.15 interface and my.cnf).
     for up in ("mysql_up", "redis_up"):
         assert [r["value"][1] for r in mon.query(up)] == ["1"], up
@@ -405,7 +412,7 @@ def test_make_grafana_tunnels_over_ssh_to_grafanas_container_and_says_when_it_is
            "-m", "http.server", str(grafana_port))
         began = time.monotonic()
         tunnel = subprocess.Popen(make, cwd=stack.deploy_dir, env=environ, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
 
         def health():
             try:
@@ -422,7 +429,21 @@ def test_make_grafana_tunnels_over_ssh_to_grafanas_container_and_says_when_it_is
                        f"{missing.returncode}")
     finally:
         if tunnel:
-            tunnel.terminate()
-            tunnel.wait(timeout=10)
+            close(tunnel)
         sh("docker", "rm", "-f", container, check=False)
         server.stop()
+
+
+def close(tunnel: subprocess.Popen) -> None:
+    """Ctrl-C, as the operator ends `make grafana`: to make and its ssh, one process group."""
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        try:
+            os.killpg(tunnel.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            tunnel.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    tunnel.wait()

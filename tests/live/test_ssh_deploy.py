@@ -9,13 +9,14 @@ socket. The server holds a checkout of the repository with deploy/env/staging.en
 generated docs tell an operator to prepare it. Images of each commit are built from the sample
 app the way the pipeline's image jobs build them and pushed to a registry on 127.0.0.1.
 
-The `run:` steps (deploy/scripts/ci/*.sh) are taken from the rendered workflow unchanged; the
-one `uses:` step, actions/checkout, is the repository already checked out. `${{ ... }}`
-expressions in `env:` are replaced by test values, and any other expression fails the test.
-Steps run with `bash --noprofile --norc -eo pipefail`, as GitHub runs them, in the order and
-under the `if:` conditions of the workflow. SSH uses a key generated here and a known_hosts
-built from the container's host key, with StrictHostKeyChecking=yes; the public URL reaches the
-edge on 127.0.0.1 through curl's connect-to (a .curlrc), with the site's certificate as CA.
+The `run:` steps (deploy/scripts/ci/*.sh) are taken from the rendered workflow unchanged and run
+by tests/live/workflow_runner.py: with `bash --noprofile --norc -eo pipefail`, as GitHub runs
+them, in the order and under the `if:` conditions of the workflow. The one `uses:` step,
+actions/checkout, is the repository already checked out. `${{ ... }}` expressions in `env:` are
+replaced by test values, and any other expression fails the test. SSH uses a key generated here
+and a known_hosts built from the container's host key, with StrictHostKeyChecking=yes; the public
+URL reaches the edge on 127.0.0.1 through curl's connect-to (a .curlrc), with the site's
+certificate as CA.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from registry import LocalRegistry
 from sample_app import build_backend_jar, build_frontend
 from ssh_server import Server, server_base_image, sh
 from stack import Stack, free_port, render
+from workflow_runner import JobRun, Runner
 
 HERE = Path(__file__).resolve().parent
 DOMAIN = "staging.petory.app"  # a real-looking domain: the deploy job refuses placeholders
@@ -45,99 +46,6 @@ JAR = "backend/build/libs/petory-0.0.1-SNAPSHOT.jar"
 
 def git(repo: Path, *args) -> str:
     return sh("git", "-C", repo, "-c", "user.name=CI", "-c", "user.email=ci@example.invalid", *args).stdout.strip()
-
-
-# --------------------------------------------------------------------------- the runner side
-
-@dataclass
-class StepResult:
-    name: str
-    outcome: str  # success, failure, skipped
-    output: str
-
-
-@dataclass
-class JobRun:
-    steps: list[StepResult]
-
-    @property
-    def ok(self) -> bool:
-        return all(s.outcome != "failure" for s in self.steps)
-
-    def outcome(self, name_part: str) -> str:
-        return next(s.outcome for s in self.steps if name_part in s.name)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(f"--- {s.name}: {s.outcome}\n{s.output}" for s in self.steps)
-
-
-class Runner:
-    """Runs the steps of the job that a pipeline job calls, like a GitHub runner would.
-
-    `checkout` is the runner's working directory (the repository at the deployed commit); the
-    called job's inputs are the caller's `with:` values, themselves resolved like any expression.
-    """
-
-    def __init__(self, pipeline: Path, caller_id: str, checkout: Path, workdir: Path, expressions: dict[str, str]):
-        caller = yaml.safe_load(pipeline.read_text())["jobs"][caller_id]
-        called = yaml.safe_load((pipeline.parent / Path(caller["uses"]).name).read_text())
-        (self.job,) = called["jobs"].values()
-        self.shell = called["defaults"]["run"]["shell"]
-        self.checkout = checkout
-        self.workdir = workdir
-        self.expressions = expressions
-        self.inputs = caller["with"]
-
-    def substitute(self, value) -> str:
-        def replace(match: re.Match) -> str:
-            expression = match.group(1)
-            if expression.startswith("inputs."):
-                return self.substitute(self.inputs[expression.removeprefix("inputs.")])
-            assert expression in self.expressions, f"the deploy job uses ${{{{ {expression} }}}}, unknown to this test"
-            return self.expressions[expression]
-
-        return re.sub(r"\$\{\{\s*(.*?)\s*\}\}", replace, str(value))
-
-    def should_run(self, condition: str | None, failed: list[str]) -> bool:
-        if condition is None:
-            return not failed
-        if condition == "always()":
-            return True
-        match = re.fullmatch(r"failure\(\) && steps\.(\w+)\.outcome == 'failure'", condition)
-        assert match, f"this test cannot evaluate the step condition {condition!r}"
-        return bool(failed) and match.group(1) in failed
-
-    def run(self, sha: str, extra_env: dict[str, str]) -> JobRun:
-        runner_temp = self.workdir / f"runner-temp-{uuid.uuid4().hex[:6]}"
-        runner_temp.mkdir()
-        base = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "CI": "true", "GITHUB_ACTIONS": "true",
-                "GITHUB_SHA": sha, "GITHUB_REF": "refs/heads/main", "GITHUB_EVENT_NAME": "push",
-                "RUNNER_TEMP": str(runner_temp), **extra_env}
-        base.update({k: self.substitute(v) for k, v in self.job["env"].items()})
-        results: list[StepResult] = []
-        failed: list[str] = []
-        for index, step in enumerate(self.job["steps"]):
-            name = step.get("name", f"step {index}")
-            if "uses" in step:  # the only action: the checkout, which `self.checkout` already is
-                assert step["uses"].startswith("actions/checkout@") and index == 0, step
-                results.append(StepResult("checkout", "success", ""))
-                continue
-            assert "run" in step, step
-            if not self.should_run(step.get("if"), failed):
-                results.append(StepResult(name, "skipped", ""))
-                continue
-            env = {**base, **{k: self.substitute(v) for k, v in step.get("env", {}).items()}}
-            script = runner_temp / f"step-{index}.sh"
-            script.write_text(step["run"])
-            assert self.shell == "bash"
-            proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
-                                  cwd=self.checkout, capture_output=True, text=True, timeout=900)
-            outcome = "success" if proc.returncode == 0 else "failure"
-            if outcome == "failure":
-                failed.append(step.get("id", name))
-            results.append(StepResult(name, outcome, proc.stdout + proc.stderr))
-        return JobRun(results)
 
 
 # --------------------------------------------------------------------------- the server side
@@ -267,8 +175,8 @@ def setup(base_images, tmp_path_factory):
             "vars.SMOKE_API_PATH || '/api/'": "/api/",
             "secrets.SSH_PRIVATE_KEY": private_key,
         }
-        yield Setup(repo, deploy_dir, Runner(pipeline, "deploy-staging", repo, workdir, expressions), server, stack,
-                    registry, private_key, [first, second], curl_home)
+        runner = Runner.called_by(pipeline, "deploy-staging", repo, workdir, expressions)
+        yield Setup(repo, deploy_dir, runner, server, stack, registry, private_key, [first, second], curl_home)
     finally:
         try:
             if stack is not None:
