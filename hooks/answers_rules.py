@@ -196,6 +196,7 @@ RULES: dict[str, Rule] = {
     "https_url": _pattern(HTTPS_URL, "not an https:// URL"),
     "age_recipient": _age_recipient,
     "monitoring": _monitoring,
+    "docker_source": lambda value: "" if value in ("docker-ce", "debian") else "choose docker-ce or debian",
     "percentage": _percentage,
     "push_url": _pattern(PUSH_URL, "not an http(s) URL"),
     "optional_push_url": _optional(_pattern(PUSH_URL, "not an http(s) URL")),
@@ -226,6 +227,7 @@ QUESTIONS: dict[str, str] = {
     "staging_ssh_host": "host", "staging_ssh_user": "unix_user", "staging_deploy_dir": "abs_path",
     "prod_ssh_host": "host", "prod_ssh_user": "unix_user", "prod_deploy_dir": "abs_path",
     "monitoring": "monitoring", "availability_target": "percentage",
+    "docker_source": "docker_source", "admin_user": "unix_user",
     "alert_email": "optional_email", "alert_smtp_smarthost": "smarthost",
     "remote_write_url": "push_url", "loki_push_url": "push_url",
 }
@@ -244,11 +246,21 @@ def _monitoring_fit(answers: Mapping) -> str:
                                          answers["monitoring"])
 
 
+def _admin_user(answers: Mapping) -> str:
+    """The operator's account is neither root (its login is closed) nor a deploy user (CI's key only)."""
+    if answers["admin_user"] == "root":
+        return "not root: provisioning closes root's login"
+    taken = [env for env in ("staging", "prod") if env in answers["environments"]
+             and answers.get(f"{env}_ssh_user") == answers["admin_user"]]
+    return f"the deploy user of {taken[0]}; choose another" if taken else ""
+
+
 # Rules that compare a question's answer with earlier ones: question -> rule over all answers.
 CROSS: dict[str, Callable[[Mapping], str]] = {
     "staging_domain": lambda a: "same as the production domain" if a["staging_domain"] == a["domain"] else "",
     "backend_replicas": _host_fit,
     "monitoring": _monitoring_fit,
+    "admin_user": _admin_user,
     "frontend_port": lambda a: "taken by the backend port" if a["frontend_port"] == a["backend_port"] else "",
     "backend_jar_glob": lambda a: "" if str(a["backend_jar_glob"]).endswith(".jar") else "must end in .jar",
     "frontend_image": lambda a: "same as the backend image" if a["frontend_image"] == a["backend_image"] else "",

@@ -27,6 +27,8 @@ if "monitoring" not in globals():  # the alerting half of the monitoring model (
         import monitoring
     except ImportError:
         monitoring = None
+if "provisioning" not in globals():  # host provisioning (hooks/provisioning.py)
+    import provisioning
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 SERVER_ENVIRONMENTS = ("staging", "prod")
@@ -96,7 +98,7 @@ COVERED = frozenset({
     "backend_build", "backend_dir", "backend_jar_glob", "frontend_dir", "frontend_build_dir",
     "layout", "app_repository", "backup_age_recipient",
     "monitoring", "remote_write_url", "loki_push_url", "alert_email", "alert_smtp_smarthost", "alert_webhook",
-    "availability_target", "proxy_read_timeout_seconds",
+    "availability_target", "proxy_read_timeout_seconds", "docker_source", "admin_user",
 })
 
 # Metrics that the operator scripts export through node-exporter's textfile collector: one
@@ -189,10 +191,16 @@ TASKS = (
     ("maintenance-off", True, "Serve ENV normally again", None),
     ("db-tls-check", True, "Check MySQL's TLS as the backend sees it: certificate verified for its name, its expiry, plaintext refused", "db_tls"),
     ("db-tls-rotate", True, "Replace MySQL's TLS certificate (same CA) and load it without a restart", "db_tls"),
+    ("provision", True, "Provision the server of ENV with Ansible from this machine: Docker, accounts, sshd, checkout, env file, timers (`CHECK=1` shows the changes only; `ARGS=` go to provision.sh)", "servers"),
     ("monitoring", True, "Start or update the monitoring stack of ENV (`compose.monitoring.yaml`) and wait until it is healthy; `STOP=1` stops it (its data is kept)", "monitoring"),
     ("grafana", True, "Open Grafana of ENV on http://127.0.0.1:3000 through an SSH tunnel to the server (`GRAFANA_PORT=` picks the local port; Ctrl-C closes it)", "monitoring_bundled"),
     ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (`FORCE=1` renews anyway); the edge reloads after `nginx -t`", "uses_letsencrypt"),
 )
+
+
+def servers_of(answers: Mapping) -> list[str]:
+    """The environments that run on a server of their own (provisioned, deployed over SSH)."""
+    return [env for env in environments_of(answers) if env in SERVER_ENVIRONMENTS]
 
 
 def environments_of(answers: Mapping) -> list[str]:
@@ -502,7 +510,7 @@ def _tasks(flags: Mapping[str, bool]) -> list[dict]:
 def build(answers: Mapping) -> dict:
     """The model as plain data (it travels through Copier as JSON)."""
     envs = environments_of(answers)
-    servers = [env for env in envs if env in SERVER_ENVIRONMENTS]
+    servers = servers_of(answers)
     sites = {env: _site(answers, env) for env in envs}
     flags = {
         "dev": "dev" in envs,
@@ -566,6 +574,7 @@ def build(answers: Mapping) -> dict:
         "acme": {"email": answers["acme_email"], "server": answers["acme_server"]} if flags["uses_letsencrypt"] else None,
         "tasks": _tasks(flags),
         "monitoring": _monitoring(answers, flags, answers["domain"], db),
+        "provision": provisioning.build(answers, servers, sites, answers["project_slug"], DEPLOY_DIR),
         "metrics": {
             "textfile_dir": TEXTFILE_DIR,
             "names": {name: {"type": kind, "labels": list(labels), "help": text}

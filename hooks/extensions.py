@@ -41,7 +41,10 @@ sizing = _load("sizing")
 answers_rules = _load("answers_rules", sizing=sizing)
 # The alerting half of deployment.monitoring (hooks/monitoring.py), merged by deployment.build.
 monitoring = _load("monitoring", sizing=sizing) if (HOOKS / "monitoring.py").exists() else None
-deployment = _load("deployment", sizing=sizing, answers_rules=answers_rules, monitoring=monitoring)
+# Host provisioning (hooks/provisioning.py), deployment.provision; absent in template versions before it.
+provisioning = _load("provisioning") if (HOOKS / "provisioning.py").exists() else None
+deployment = _load("deployment", sizing=sizing, answers_rules=answers_rules, monitoring=monitoring,
+                   provisioning=provisioning)
 derived = _load("derived", deployment=deployment)
 
 
@@ -138,6 +141,7 @@ class PetoryExtension(Extension):
             uses_letsencrypt=_from_answers(deployment.uses_letsencrypt),
             uses_tls_mode=_from_answers(deployment.uses_tls_mode),
             monitoring_mode=_from_answers(deployment.monitoring_mode),
+            has_servers=_from_answers(lambda answers: bool(deployment.servers_of(answers))),
             sizing_plan=sizing.plan,
             sizing_preset=sizing.preset,
             compose_resources=sizing.compose_resources,

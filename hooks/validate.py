@@ -94,6 +94,10 @@ TOOLS = {
     "check-jsonschema": Tool("check-jsonschema", full=True),
     "gixy": Tool("gixy-next", full=True),
     "checkov": Tool("checkov", full=True),
+    # ansible-lint needs ansible-core; the `ansible` package adds the collections the playbook uses
+    # (ansible.posix) and runs `make provision`.
+    "ansible-lint": Tool("ansible-lint", full=True),
+    "ansible-playbook": Tool("ansible", full=True),
     "promtool": Tool(None, full=True, apt="prometheus", why="the alert rules and their unit tests"),
     "amtool": Tool(None, full=True, apt="prometheus-alertmanager", why="Alertmanager's configuration"),
 }
@@ -607,12 +611,29 @@ class Validator:
             if line.strip() and not line.startswith(("Checking ", "Found:", " - "))]
         self.add("Alertmanager config", problems)
 
+    def check_ansible(self) -> None:
+        """The provisioning playbook: ansible-lint's production profile (its syntax check included)."""
+        playbook_dir = self.repo / "provision"
+        if not playbook_dir.is_dir():
+            return
+        lint = self.tool("ansible-lint")
+        if not lint or not self.tool("ansible-playbook"):
+            return self.skip("ansible-lint", "ansible-lint" if not lint else "ansible-playbook")
+        bin_dir = str(Path(lint).parent)
+        proc = self.run([lint, "--profile", "production", "--offline", "--nocolor", "-q", "-f", "pep8", "."],
+                        cwd=playbook_dir, env={**os.environ, "ANSIBLE_CONFIG": str(playbook_dir / "ansible.cfg"),
+                                               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
+        problems = [f"provision/{line}" for line in proc.stdout.splitlines() if line.strip()]
+        if proc.returncode and not problems:
+            problems = [f"provision/site.yml:1: ansible-lint failed: {proc.stderr.strip().splitlines()[-1:]}"]
+        self.add("ansible-lint", problems, "production profile")
+
     # -- running ---------------------------------------------------------------------------
     def checks(self) -> list:
         fast = [self.check_conflict_markers, self.check_yaml, self.check_env_files, self.check_dependabot_entries,
                 self.check_compose, self.check_nginx, self.check_placeholders, self.check_image_digests]
         full = [self.check_yamllint, self.check_shellcheck, self.check_hadolint, self.check_workflow_schemas,
-                self.check_checkov, self.check_alert_rules, self.check_alertmanager]
+                self.check_checkov, self.check_alert_rules, self.check_alertmanager, self.check_ansible]
         return fast + full if self.full else fast
 
     def run_all(self) -> None:

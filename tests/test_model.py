@@ -64,6 +64,8 @@ DEFAULTS = {
     "prod_ssh_host": "petory.example.com",
     "prod_ssh_user": "deploy",
     "prod_deploy_dir": "/srv/petory",
+    "docker_source": "docker-ce",
+    "admin_user": "admin",
     "proxy_read_timeout_seconds": 60,
     "tls_profile": "intermediate",
     "monitoring": "bundled",

@@ -101,7 +101,7 @@ def main(argv: list[str]) -> int:
     recorded = yaml.safe_load(text) or {}
     sizing = _module("sizing")
     rules = _module("answers_rules", sizing=sizing)
-    deployment = _module("deployment", sizing=sizing, answers_rules=rules)
+    deployment = _module("deployment", sizing=sizing, answers_rules=rules, provisioning=_module("provisioning"))
     derived = _module("derived", deployment=deployment)
     questions = yaml.safe_load(COPIER_YML.read_text(encoding="utf-8"))
     drop, switch_on = plan(recorded, questions, derived, rules.normalized)

@@ -1,0 +1,94 @@
+"""Host provisioning (deploy/provision/, Ansible): what every server gets, computed once.
+
+The playbook, its inventory, `scripts/provision.sh` and the docs print these values; the live test
+(tests/live/test_provision.py) checks a provisioned server against the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+DOCKER_SOURCES = ("docker-ce", "debian")
+# Debian 12's own docker-compose is 1.29 (Compose v1, `docker-compose`), which the scripts cannot
+# use (`docker compose` v2: --wait, profiles, include); Debian 13 ships Compose v2 as the plugin.
+DEBIAN_COMPOSE_V2_SINCE = 13
+DOCKER_PACKAGES = {
+    # Docker's apt repository: the current engine and its security fixes, Compose and buildx as
+    # CLI plugins. The key is pinned to the file the repository signs with (signed-by).
+    "docker-ce": ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"],
+    # Debian's archive only: for hosts that may install nothing else; security fixes by Debian.
+    "debian": ["docker.io", "docker-compose"],
+}
+DOCKER_CE_REPOSITORY = "https://download.docker.com/linux/debian"
+DOCKER_CE_KEY_URL = "https://download.docker.com/linux/debian/gpg"
+
+# Docker's container log rotation, the same as compose.yaml's x-hardening logging: the default for
+# any container started by hand too.
+DOCKER_LOG_OPTIONS = {"max-size": "10m", "max-file": "5"}
+DAEMON_JSON = {
+    # A `ports:` entry without an address binds 127.0.0.1, not every interface: an accidental
+    # publish stays local. The edge names 0.0.0.0 for 80/443 itself (compose.yaml).
+    "ip": "127.0.0.1",
+    "log-driver": "json-file",
+    "log-opts": DOCKER_LOG_OPTIONS,
+    # Containers keep running while the engine restarts (an upgrade of docker-ce, a daemon.json change).
+    "live-restore": True,
+}
+# Docker forwards published ports from the host into its bridge networks: a hardening that turns
+# forwarding off (CIS sysctl sets, devsec.hardening's default) cuts every container off.
+SYSCTL = {"net.ipv4.ip_forward": "1"}
+JOURNALD = {"SystemMaxUse": "1G", "MaxRetentionSec": "1month"}
+# What sshd permits after provisioning. AllowTcpForwarding local: `make grafana`'s tunnel (-L);
+# remote forwarding (-R) and agent forwarding stay off.
+SSHD = {
+    "PasswordAuthentication": "no",
+    "KbdInteractiveAuthentication": "no",
+    "PermitRootLogin": "no",
+    "PubkeyAuthentication": "yes",
+    "AllowAgentForwarding": "no",
+    "AllowTcpForwarding": "local",
+    "X11Forwarding": "no",
+    "MaxAuthTries": "3",
+}
+BASE_PACKAGES = ["git", "unattended-upgrades", "systemd-timesyncd", "sudo", "ca-certificates", "python3"]
+ENV_FILE_MODE = "0600"
+# Ansible's virtualization_type facts of container servers (their clock is the host's).
+CONTAINER_TYPES = ["docker", "container", "lxc", "podman", "openvz", "systemd-nspawn"]
+
+
+def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: str, deploy_dir: str) -> dict | None:
+    """deployment.provision: None without a server environment (dev only)."""
+    if not servers:
+        return None
+    source = answers["docker_source"]
+    admin = answers["admin_user"]
+    hosts = []
+    for env in servers:
+        ssh = sites[env]["ssh"]
+        hosts.append({
+            "env": env,
+            "name": f"{project_slug}-{env}",  # the inventory name: `make provision ENV=<env>` limits to it
+            "host": ssh["host"],
+            "deploy_user": ssh["user"],
+            "checkout_dir": ssh["dir"],
+            "deploy_dir": f"{ssh['dir']}/{deploy_dir}",
+            "env_file": f"{deploy_dir}/env/{env}.env",
+        })
+    return {
+        "docker_source": source,
+        "docker_packages": DOCKER_PACKAGES[source],
+        "docker_ce": {"repository": DOCKER_CE_REPOSITORY, "key_url": DOCKER_CE_KEY_URL},
+        "debian_compose_v2_since": DEBIAN_COMPOSE_V2_SINCE,
+        "daemon": DAEMON_JSON,
+        "sysctl": SYSCTL,
+        "journald": JOURNALD,
+        "sshd": SSHD,
+        "base_packages": BASE_PACKAGES,
+        "container_types": CONTAINER_TYPES,
+        "admin_user": admin,
+        "hosts": hosts,
+        "env_file_mode": ENV_FILE_MODE,
+        # The public keys the playbook installs, on the operator's machine (make variables).
+        "admin_key_default": "~/.ssh/id_ed25519.pub",
+        "ci_key_default": f"~/.ssh/{project_slug}-<env>-ci.pub",
+    }

@@ -1,0 +1,217 @@
+"""Live: `make provision ENV=prod` (deploy/provision/, Ansible) applied to a fresh server.
+
+The server is tests/live/fresh_server.py's container: Debian 13 with systemd and sshd, root's login
+open to the operator's key, no Docker. The operator's side is a rendered repository committed to a
+git repository that the server clones from (a bare repository mounted into the server), its
+env/prod.env, an operator key and a CI key; an ssh configuration names the server as the answers
+do. The playbook installs Debian's docker.io and docker-compose (answer docker_source=debian:
+Docker's apt repository cannot be reached from here; docker-ce runs only on real servers).
+
+Proves: after the first run the server has Docker with Compose v2 active, the deploy user with
+only CI's key, sshd without passwords and root login (root is refused, the operator's account gets
+in), unattended upgrades, the model's daemon.json, ip_forward=1, the env file 0600 owned by the
+deploy user and unchanged, and the backup timers; a second run and `CHECK=1` report changed=0; an
+unreachable server and missing local files stop with one line and leave the server as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import LIVE_ANSWERS
+from fresh_server import FreshServer
+from ssh_server import sh
+from stack import ROOT, render
+
+sys.path.insert(0, str(ROOT / "hooks"))
+import provisioning  # noqa: E402  (hooks/provisioning.py: what every server gets)
+
+pytestmark = pytest.mark.live
+
+ANSWERS = {**LIVE_ANSWERS, "environments": ["prod"], "docker_source": "debian", "monitoring": "off"}
+DOMAIN = "petory.example.com"
+ORIGIN_ON_SERVER = "/srv/git/petory-deploy.git"
+# The server's firewall rules (without packet counters) and /etc, to compare around a refused run.
+SNAPSHOT = "iptables -S; iptables -t nat -S; find /etc -type f -exec sha256sum {} + | sort"
+RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+class Operator:
+    """The operator's machine: the rendered checkout, keys, and an ssh configuration for the server."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.project = render(work / "petory-deploy", ANSWERS)
+        self.deploy = self.project / "deploy"
+        self.home = work / "home"
+        (self.home / ".ssh").mkdir(parents=True, mode=0o700)
+        self.admin_key = self.home / ".ssh/id_ed25519"
+        self.ci_key = self.home / ".ssh/petory-prod-ci"
+        for key in (self.admin_key, self.ci_key):
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", key.name, "-f", key)
+        self.origin = work / "origin.git"
+        git = ["git", "-c", "user.name=Operator", "-c", "user.email=ops@petory.example.com"]
+        sh(*git, "init", "-q", "-b", "main", cwd=self.project)
+        sh(*git, "add", "-A", cwd=self.project)
+        sh(*git, "commit", "-q", "-m", "Generated deployment", cwd=self.project)
+        sh("git", "clone", "-q", "--bare", self.project, self.origin)
+        # Where the server sees it (Debian 13 mounts a tmpfs over /tmp, hiding a mount there).
+        sh("git", "remote", "add", "origin", ORIGIN_ON_SERVER, cwd=self.project)
+        self.ssh_config = self.home / ".ssh/config"
+        self.known_hosts = self.home / ".ssh/known_hosts"
+
+    def point_at(self, server: FreshServer) -> None:
+        address = server.address
+        self.known_hosts.write_text(server.host_key_line(address) + "\n")
+        self.ssh_config.write_text(
+            f"Host {DOMAIN}\n  HostName {address}\n  IdentityFile {self.admin_key}\n  IdentitiesOnly yes\n"
+            f"  StrictHostKeyChecking yes\n  UserKnownHostsFile {self.known_hosts}\n  ConnectTimeout 5\n")
+
+    def provision(self, *args: str, timeout: int = 900, **environ: str) -> subprocess.CompletedProcess:
+        """make provision ENV=prod, with this operator's keys and ssh configuration."""
+        make_args = f"--admin-key {self.admin_key}.pub --ci-key {self.ci_key}.pub"
+        env = {**os.environ, "HOME": str(self.home), "ANSIBLE_SSH_COMMON_ARGS": f"-F {self.ssh_config}",
+               "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp"), "ANSIBLE_FORCE_COLOR": "0",
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **environ}
+        return subprocess.run(["make", "provision", "ENV=prod", f"ARGS={make_args}", *args], cwd=self.deploy,
+                              env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def recap(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    found = RECAP.findall(proc.stdout)
+    assert len(found) == 1, f"no PLAY RECAP line: {proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, found[0])))
+
+
+def changed_tasks(proc: subprocess.CompletedProcess) -> list[str]:
+    names, current = [], None
+    for line in proc.stdout.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            current = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed:") and current:
+            names.append(current)
+    return names
+
+
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory, summary):
+    operator = Operator(tmp_path_factory.mktemp("provision"))
+    server = FreshServer(operator.admin_key.with_suffix(".pub").read_text().strip(),
+                         mounts=((operator.origin, ORIGIN_ON_SERVER, "ro"),))
+    try:
+        server.start()
+        # The origin is a path owned by root here; git refuses another user's repository unless named safe.
+        server.exec("sh", "-c", f"printf '[safe]\\n\\tdirectory = {ORIGIN_ON_SERVER}\\n' >/etc/gitconfig")
+        operator.point_at(server)
+        began = time.monotonic()
+        first = operator.provision()
+        took = time.monotonic() - began
+        assert first.returncode == 0, f"{first.stdout[-4000:]}\n{first.stderr[-2000:]}"
+        counts = recap(first)
+        summary.append(f"provision: first run on a fresh Debian 13 server took {took:.0f} s "
+                       f"({counts['ok']} ok, {counts['changed']} changed)")
+        yield operator, server, first
+    finally:
+        server.stop()
+
+
+def test_the_first_run_leaves_the_server_as_the_model_says(provisioned):
+    operator, server, first = provisioned
+    p = provisioning
+    assert server.exec("systemctl", "is-active", "docker").stdout.strip() == "active"
+    assert "Docker Compose version v2" in server.exec("docker", "compose", "version").stdout.replace("version 2", "version v2")
+    daemon = json.loads(server.exec("cat", "/etc/docker/daemon.json").stdout)
+    assert daemon == p.DAEMON_JSON
+    assert server.exec("docker", "info", "--format", "{{.LiveRestoreEnabled}}").stdout.strip() == "true"
+    assert server.exec("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+
+    keys = server.exec("cat", "/home/deploy/.ssh/authorized_keys").stdout.split("\n")
+    assert [line.split()[:2] for line in keys if line] == [operator.ci_key.with_suffix(".pub").read_text().split()[:2]]
+    assert "docker" in server.exec("id", "-nG", "deploy").stdout.split()
+
+    effective = dict(line.split(" ", 1) for line in server.exec("sshd", "-T").stdout.splitlines() if " " in line)
+    assert effective["passwordauthentication"] == "no" and effective["permitrootlogin"] == "no"
+    assert effective["allowtcpforwarding"] == "local"
+
+    upgrades = server.exec("apt-config", "dump").stdout
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in upgrades
+    assert server.exec("systemctl", "is-enabled", "systemd-timesyncd").stdout.strip() == "enabled"
+
+    env_file = "/srv/petory/deploy/env/prod.env"
+    assert server.exec("stat", "-c", "%a %U", env_file).stdout.split() == ["600", "deploy"]
+    assert server.exec("cat", env_file).stdout == (operator.deploy / "env/prod.env").read_text()
+    head = sh("git", "rev-parse", "HEAD", cwd=operator.project).stdout.strip()
+    assert server.exec("git", "-C", "/srv/petory", "rev-parse", "HEAD", user="deploy").stdout.strip() == head
+    assert server.exec("systemctl", "is-enabled", "petory-prod-backup.timer").stdout.strip() == "enabled"
+
+
+def test_root_is_refused_and_the_operator_gets_in_with_sudo(provisioned):
+    operator, server, _ = provisioned
+    ssh = ["ssh", "-F", str(operator.ssh_config), "-o", "BatchMode=yes"]
+    root = subprocess.run([*ssh, f"root@{DOMAIN}", "true"], capture_output=True, text=True, timeout=30)
+    assert root.returncode == 255 and "Permission denied" in root.stderr, root.stderr
+    admin = subprocess.run([*ssh, f"admin@{DOMAIN}", "sudo", "-n", "id", "-u"], capture_output=True, text=True, timeout=30)
+    assert admin.returncode == 0 and admin.stdout.strip() == "0", admin.stderr
+
+
+def test_a_second_run_and_a_check_run_change_nothing(provisioned, summary):
+    operator, server, _ = provisioned
+    began = time.monotonic()
+    second = operator.provision()
+    took = time.monotonic() - began
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert recap(second)["changed"] == 0, changed_tasks(second)
+    assert "provision prod: as admin" in second.stderr  # root's login is closed: the operator's account
+    check = operator.provision("CHECK=1")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert recap(check)["changed"] == 0, changed_tasks(check)
+    summary.append(f"provision: second run {took:.0f} s, changed=0; CHECK=1 (--check --diff) changed=0")
+
+
+def test_bad_input_stops_with_one_line_and_changes_nothing_on_the_server(provisioned, tmp_path):
+    operator, server, _ = provisioned
+    before = server.exec("sh", "-c", SNAPSHOT).stdout
+
+    def one_line(proc, *expected):
+        lines = [line for line in proc.stderr.splitlines() if not line.startswith("make:")]
+        errors = [line for line in lines if "ERROR" in line]
+        assert proc.returncode != 0 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert all(part in errors[0] for part in expected), errors[0]
+
+    env_file = operator.deploy / "env/prod.env"
+    env_file.rename(tmp_path / "prod.env")
+    try:
+        one_line(operator.provision(), "env/prod.env is missing")
+    finally:
+        (tmp_path / "prod.env").rename(env_file)
+
+    ci_key = operator.ci_key.with_suffix(".pub")
+    ci_key.rename(tmp_path / "ci.pub")
+    try:
+        one_line(operator.provision(), str(ci_key), "is missing")
+    finally:
+        (tmp_path / "ci.pub").rename(ci_key)
+
+    config = operator.ssh_config.read_text()
+    # A new SSH connection: the earlier runs' master connection (ControlPersist) would let it in.
+    fresh = {"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")}
+    try:
+        wrong = tmp_path / "wrong"
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", wrong)
+        operator.ssh_config.write_text(config.replace(str(operator.admin_key), str(wrong)))
+        one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN} as admin or root", "Permission denied")
+        # Unreachable: a port of the server where nothing listens (connection refused).
+        operator.ssh_config.write_text(config.replace("  IdentityFile", "  Port 2\n  IdentityFile"))
+        one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN}", "Connection refused")
+    finally:
+        operator.ssh_config.write_text(config)
+    after = server.exec("sh", "-c", SNAPSHOT).stdout
+    assert after == before
