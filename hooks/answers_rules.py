@@ -227,7 +227,7 @@ QUESTIONS: dict[str, str] = {
     "staging_ssh_host": "host", "staging_ssh_user": "unix_user", "staging_deploy_dir": "abs_path",
     "prod_ssh_host": "host", "prod_ssh_user": "unix_user", "prod_deploy_dir": "abs_path",
     "monitoring": "monitoring", "availability_target": "percentage",
-    "docker_source": "docker_source", "admin_user": "unix_user",
+    "docker_source": "docker_source", "admin_user": "unix_user", "admin_cidrs": "cidr_list",
     "alert_email": "optional_email", "alert_smtp_smarthost": "smarthost",
     "remote_write_url": "push_url", "loki_push_url": "push_url",
 }
@@ -249,10 +249,10 @@ def _monitoring_fit(answers: Mapping) -> str:
 def _admin_user(answers: Mapping) -> str:
     """The operator's account is neither root (its login is closed) nor a deploy user (CI's key only)."""
     if answers["admin_user"] == "root":
-        return "not root: provisioning closes root's login"
+        return "not root (its login is closed)"
     taken = [env for env in ("staging", "prod") if env in answers["environments"]
              and answers.get(f"{env}_ssh_user") == answers["admin_user"]]
-    return f"the deploy user of {taken[0]}; choose another" if taken else ""
+    return f"{taken[0]}'s deploy user; choose another" if taken else ""
 
 
 # Rules that compare a question's answer with earlier ones: question -> rule over all answers.

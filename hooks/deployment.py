@@ -99,6 +99,7 @@ COVERED = frozenset({
     "layout", "app_repository", "backup_age_recipient",
     "monitoring", "remote_write_url", "loki_push_url", "alert_email", "alert_smtp_smarthost", "alert_webhook",
     "availability_target", "proxy_read_timeout_seconds", "docker_source", "admin_user",
+    "admin_cidrs",
 })
 
 # Metrics that the operator scripts export through node-exporter's textfile collector: one
@@ -167,6 +168,8 @@ TASKS = (
     ("help", False, "List the tasks", None),
     ("validate", False, "Fast checks of the deployment files (YAML, env files, compose configuration, nginx -t); `FULL=1` runs every linter", None),
     ("tools", False, "Install the validators into `.tools/` (a local venv) at the versions of `tools/requirements.txt`; `FULL=1` adds every linter", None),
+    ("provision", True, "Provision the server of ENV with Ansible from this machine: Docker, accounts, sshd, firewall, checkout, env file, timers (`CHECK=1` shows the changes only; `ARGS=` go to provision.sh)", "servers"),
+    ("host-audit", True, "Compare the server's live firewall rules with the provisioned ones; exits non-zero on any drift (`SSH=` is the ssh command)", "servers"),
     ("env-sync", True, "Add keys that a template update introduced to the env file (new secrets generated)", None),
     ("config", True, "Print the resolved Compose configuration of ENV (changes nothing)", None),
     ("build", False, "Build both images tagged `VERSION` (default `sha-<commit>`), e.g. for `make deploy ... PULL=0`", None),
@@ -191,7 +194,6 @@ TASKS = (
     ("maintenance-off", True, "Serve ENV normally again", None),
     ("db-tls-check", True, "Check MySQL's TLS as the backend sees it: certificate verified for its name, its expiry, plaintext refused", "db_tls"),
     ("db-tls-rotate", True, "Replace MySQL's TLS certificate (same CA) and load it without a restart", "db_tls"),
-    ("provision", True, "Provision the server of ENV with Ansible from this machine: Docker, accounts, sshd, checkout, env file, timers (`CHECK=1` shows the changes only; `ARGS=` go to provision.sh)", "servers"),
     ("monitoring", True, "Start or update the monitoring stack of ENV (`compose.monitoring.yaml`) and wait until it is healthy; `STOP=1` stops it (its data is kept)", "monitoring"),
     ("grafana", True, "Open Grafana of ENV on http://127.0.0.1:3000 through an SSH tunnel to the server (`GRAFANA_PORT=` picks the local port; Ctrl-C closes it)", "monitoring_bundled"),
     ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (`FORCE=1` renews anyway); the edge reloads after `nginx -t`", "uses_letsencrypt"),

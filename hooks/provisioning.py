@@ -50,7 +50,24 @@ SSHD = {
     "X11Forwarding": "no",
     "MaxAuthTries": "3",
 }
-BASE_PACKAGES = ["git", "unattended-upgrades", "systemd-timesyncd", "sudo", "ca-certificates", "python3"]
+# The host firewall (role firewall, /usr/local/sbin/petory-firewall). Layer 1, INPUT: SSH (from
+# the admin ranges, rate-limited per source), 80 and 443; everything else dropped. Layer 2,
+# DOCKER-USER: traffic from the public interface to a container passes only when its original
+# destination port (before Docker's DNAT: --ctorigdstport) is the edge's; an accidental
+# `ports: ["3306:3306"]` stays unreachable. Layer 3 is daemon.json's "ip": 127.0.0.1. IPv6: the
+# edge publishes on IPv4 only, so 80 and 443 are closed on IPv6 (SSH too, unless an admin range is
+# IPv6). Docker's own chains are never flushed: only PETORY-INPUT and DOCKER-USER are written.
+FIREWALL = {
+    "public_tcp": [80, 443],
+    "ssh_port": 22,
+    # A source that opens more new SSH connections than this within the window is dropped until
+    # the window passes: enough for an operator and CI (one connection per job), not for a guesser.
+    "ssh_rate": {"hits": 20, "seconds": 60},
+    # An applied rule set reverts itself unless it is confirmed within this time over a new SSH
+    # connection (the dead-man switch): a rule that cuts SSH cannot lock the operator out.
+    "confirm_within_seconds": 60,
+}
+BASE_PACKAGES = ["git", "unattended-upgrades", "systemd-timesyncd", "sudo", "ca-certificates", "python3", "iptables"]
 ENV_FILE_MODE = "0600"
 # Ansible's virtualization_type facts of container servers (their clock is the host's).
 CONTAINER_TYPES = ["docker", "container", "lxc", "podman", "openvz", "systemd-nspawn"]
@@ -72,7 +89,6 @@ def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: st
             "deploy_user": ssh["user"],
             "checkout_dir": ssh["dir"],
             "deploy_dir": f"{ssh['dir']}/{deploy_dir}",
-            "env_file": f"{deploy_dir}/env/{env}.env",
         })
     return {
         "docker_source": source,
@@ -86,9 +102,8 @@ def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: st
         "base_packages": BASE_PACKAGES,
         "container_types": CONTAINER_TYPES,
         "admin_user": admin,
+        "firewall": {**FIREWALL, "admin_cidrs_v4": [c for c in answers["admin_cidrs"] if ":" not in c],
+                     "admin_cidrs_v6": [c for c in answers["admin_cidrs"] if ":" in c]},
         "hosts": hosts,
         "env_file_mode": ENV_FILE_MODE,
-        # The public keys the playbook installs, on the operator's machine (make variables).
-        "admin_key_default": "~/.ssh/id_ed25519.pub",
-        "ci_key_default": f"~/.ssh/{project_slug}-<env>-ci.pub",
     }

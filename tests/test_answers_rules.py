@@ -65,6 +65,7 @@ EXAMPLES = {
                        [("oncall", "e-mail"), ("a@b", "not an e-mail")]),
     "smarthost": (["smtp.example.com:587", "SMTP.Example.com:25"], [("smtp.example.com", "host:port"),
                                                                      ("smtp:587", "give host:port")]),
+    "docker_source": (["docker-ce", "debian"], [("snap", "choose docker-ce or debian"), ("", "docker-ce or debian")]),
     # Whole-number ranges (RANGES): both ends pass, one past each end fails.
     "port": ([1024, 8080, "3000", 65535], [(80, "give 1024 to 65535"), ("http", "1024 to"), (65536, "to 65535")]),
     "tcp_port": ([1, 3306, 65535], [(0, "at least 1"), (65536, "1 to 65535"), (True, "1 to 65535")]),
@@ -118,11 +119,14 @@ def _answers(**changes) -> dict:
                "backend_port": 8080, "frontend_port": 3000, "backend_jar_glob": "backend/build/libs/*.jar",
                "backend_image": "ghcr.io/t/petory-backend", "frontend_image": "ghcr.io/t/petory-frontend",
                "host_cpus": 4, "host_memory_gb": 8, "backend_replicas": 2, "database": "bundled", "redis": "bundled",
-               "monitoring": "bundled"}
+               "monitoring": "bundled", "environments": ["staging", "prod"], "staging_ssh_user": "deploy",
+               "prod_ssh_user": "deploy", "admin_user": "admin"}
     return {**answers, **changes}
 
 
 CROSS_CASES = [
+    ("admin_user", {"admin_user": "root"}, "not root"),
+    ("admin_user", {"admin_user": "deploy", "environments": ["prod"], "prod_ssh_user": "deploy"}, "prod's deploy user"),
     ("staging_domain", {"staging_domain": " Petory.Example.com"}, "same as the production"),
     ("frontend_port", {"frontend_port": 8080}, "taken by the backend"),
     ("backend_jar_glob", {"backend_jar_glob": "backend/build/libs/*"}, "end in .jar"),

@@ -66,6 +66,7 @@ DEFAULTS = {
     "prod_deploy_dir": "/srv/petory",
     "docker_source": "docker-ce",
     "admin_user": "admin",
+    "admin_cidrs": [],
     "proxy_read_timeout_seconds": 60,
     "tls_profile": "intermediate",
     "monitoring": "bundled",

@@ -61,8 +61,8 @@ def test_docker_logs_rotate_as_compose_yaml_rotates_them(rendered):
 
 @pytest.mark.parametrize("answers,error", [
     ({"docker_source": "snap"}, "choose docker-ce or debian"),
-    ({"admin_user": "root"}, "not root"),
-    ({"admin_user": "deploy"}, "the deploy user of staging"),
+    ({"admin_user": "root"}, "not root (its login is closed)"),
+    ({"admin_user": "deploy"}, "staging's deploy user"),
     ({"admin_user": "Ops Team"}, "not a Unix user name"),
 ])
 def test_bad_provisioning_answers_are_refused_in_a_few_words(answers, error):
@@ -118,3 +118,16 @@ def test_ansible_lint_passes_and_finds_a_task_without_its_fully_qualified_module
     assert broken.status == "FAIL"
     assert any(line.startswith("provision/roles/base/tasks/main.yml:") and "fqcn" in line
                for line in broken.problems), broken.problems
+
+
+def test_the_firewall_opens_exactly_the_ports_the_edge_publishes_on_every_address(rendered):
+    compose = yaml.safe_load((rendered("defaults") / "deploy/compose.yaml").read_text())
+    published = {int(entry.split(":")[-2].split("-")[-1].rstrip("}")) for entry in compose["services"]["edge"]["ports"]}
+    assert all(entry.startswith("${EDGE_BIND_ADDRESS:-0.0.0.0}:") for entry in compose["services"]["edge"]["ports"])
+    assert published == set(provisioning.FIREWALL["public_tcp"]) == {80, 443}
+
+
+def test_admin_ranges_split_by_family_and_an_empty_list_means_any_address():
+    firewall = model(admin_cidrs=["203.0.113.0/24", "2001:db8::/32"])["provision"]["firewall"]
+    assert firewall["admin_cidrs_v4"] == ["203.0.113.0/24"] and firewall["admin_cidrs_v6"] == ["2001:db8::/32"]
+    assert model()["provision"]["firewall"]["admin_cidrs_v4"] == []  # rules.v4.j2: from 0.0.0.0/0

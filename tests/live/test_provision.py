@@ -12,6 +12,11 @@ only CI's key, sshd without passwords and root login (root is refused, the opera
 in), unattended upgrades, the model's daemon.json, ip_forward=1, the env file 0600 owned by the
 deploy user and unchanged, and the backup timers; a second run and `CHECK=1` report changed=0; an
 unreachable server and missing local files stop with one line and leave the server as it was.
+The firewall: scans of all TCP ports from this machine (outside the server) find exactly SSH and
+the edge's 80/443, with ports 3306 and 0.0.0.0:6379 published on the server's engine, after a
+Docker restart and after a firewall reload; rules that cut SSH revert by themselves within the
+switch's time plus 10 s; `make host-audit` passes, then names an added rule; SSH connections
+above the rate limit are dropped. The Docker 28/29 chain layout runs only in the generated CI.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -208,10 +214,140 @@ def test_bad_input_stops_with_one_line_and_changes_nothing_on_the_server(provisi
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", wrong)
         operator.ssh_config.write_text(config.replace(str(operator.admin_key), str(wrong)))
         one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN} as admin or root", "Permission denied")
-        # Unreachable: a port of the server where nothing listens (connection refused).
+        # Unreachable: a port of the server that its firewall drops (ssh's ConnectTimeout, 5 s).
         operator.ssh_config.write_text(config.replace("  IdentityFile", "  Port 2\n  IdentityFile"))
-        one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN}", "Connection refused")
+        one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN}", "port 2: Connection timed out")
     finally:
         operator.ssh_config.write_text(config)
     after = server.exec("sh", "-c", SNAPSHOT).stdout
     assert after == before
+
+
+# -- the host firewall (role firewall, petory-firewall) ------------------------------------------
+
+PORT_RE = re.compile(r"(\d+)/open/tcp")
+EDGE_PORTS = {80, 443}
+
+
+def scan(address: str) -> set[int]:
+    """Every TCP port of the server that accepts a connection from this machine (outside the server)."""
+    proc = subprocess.run(["nmap", "-sT", "-Pn", "-n", "-p", "1-65535", "--max-retries", "1", "--min-rate", "5000",
+                           "--max-rtt-timeout", "200ms", "-oG", "-", address],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "# Nmap done" in proc.stdout, proc.stderr
+    return {int(port) for line in proc.stdout.splitlines() if line.startswith("Host:") for port in PORT_RE.findall(line)}
+
+
+def assert_open(address: str, ports: set[int]) -> None:
+    for port in sorted(ports):
+        for attempt in range(3):
+            try:
+                socket.create_connection((address, port), timeout=3).close()
+                break
+            except OSError as error:
+                assert attempt < 2, f"port {port} of the server does not answer from outside: {error}"
+
+
+@pytest.fixture(scope="module")
+def listening(provisioned):
+    """Containers on the provisioned server's own engine: an edge stand-in publishing 80 and 443 on
+    0.0.0.0 as compose.yaml does, and the accidents: `ports: ["3306:3306"]` (no address: daemon.json
+    binds it to 127.0.0.1) and `ports: ["0.0.0.0:6379:6379"]` (an address: DOCKER-USER stops it)."""
+    operator, server, _ = provisioned
+    image = "petory-test/fresh-server:trixie"  # python3, for a listener
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "exec", "-i", server.name, "docker", "load", "-q"], stdin=save.stdout, check=True,
+                   capture_output=True, timeout=300)
+    save.wait()
+    listener = ["python3", "-m", "http.server", "8000"]
+    for name, ports in (("edge", ["-p", "0.0.0.0:80:8000", "-p", "0.0.0.0:443:8000"]),
+                        ("accidental-mysql", ["-p", "3306:8000"]), ("accidental-redis", ["-p", "0.0.0.0:6379:8000"])):
+        server.exec("docker", "run", "-d", "--restart", "unless-stopped", "--name", name, *ports, "--entrypoint",
+                    listener[0], image, *listener[1:])
+    deadline = time.monotonic() + 30
+    while server.exec("sh", "-c", "for p in 80 443 3306 6379; do python3 -c \"import socket; "
+                      "socket.create_connection(('127.0.0.1', $p), 1)\" || exit 1; done", check=False).returncode:
+        assert time.monotonic() < deadline, "the listeners did not come up"
+        time.sleep(0.5)
+    return server
+
+
+def test_from_outside_only_ssh_and_the_edges_ports_answer_even_after_docker_and_firewall_restarts(listening, summary):
+    server = listening
+    address = server.address
+    found = {}
+    began = time.monotonic()
+    found["provisioned, with ports 3306 and 0.0.0.0:6379 published"] = scan(address)
+    assert_open(address, {22} | EDGE_PORTS)
+    server.exec("systemctl", "restart", "docker")
+    deadline = time.monotonic() + 60
+    while server.exec("docker", "inspect", "-f", "{{.State.Running}}", "edge", check=False).stdout.strip() != "true":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    found["after a Docker engine restart"] = scan(address)
+    assert_open(address, {22} | EDGE_PORTS)
+    assert server.exec("petory-firewall", "apply").stdout.strip() == "rules: as before"
+    server.exec("systemctl", "restart", "petory-firewall")
+    found["after a firewall reload"] = scan(address)
+    assert_open(address, {22} | EDGE_PORTS)
+    for when, ports in found.items():
+        # The scan's timeouts are short (a busy machine can miss a slow answer): what it found open
+        # must be expected, and each expected port is then proven open by its own connection.
+        assert ports <= {22} | EDGE_PORTS, f"{when}: {sorted(ports)}"
+    # From inside the server both accidents answer, so the scans' closed ports were the firewall's doing.
+    assert server.exec("python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 6379), 2)").returncode == 0
+    v6 = server.exec("ip6tables", "-S", "PETORY-INPUT").stdout
+    assert "--dport 80" not in v6 and v6.rstrip().endswith("-A PETORY-INPUT -j DROP")
+    summary.append(f"firewall: 3 scans of 65,535 TCP ports from outside ({time.monotonic() - began:.0f} s with the "
+                   f"restarts) found open {[sorted(ports) for ports in found.values()]}; 22, 80 and 443 each "
+                   "accepted a connection every time; 3306 and 6379 published but closed; "
+                   "IPv6: 80/443 closed (the edge publishes IPv4 only)")
+
+
+def test_rules_that_cut_ssh_revert_by_themselves_and_ssh_comes_back(provisioned, summary):
+    operator, server, _ = provisioned
+    window = 15
+    ssh = ["ssh", "-F", str(operator.ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", f"admin@{DOMAIN}", "true"]
+    cut = "/run/cut-ssh"
+    server.exec("sh", "-c", f"mkdir -p {cut} && cp /etc/petory/firewall/rules.v6 {cut}/ && "
+                f"sed '/--dport 22 /d' /etc/petory/firewall/rules.v4 > {cut}/rules.v4")
+    applied = server.exec("env", f"PETORY_FIREWALL_RULES={cut}", "petory-firewall", "apply", "--revert-after", str(window))
+    assert applied.stdout.strip() == "rules: changed"
+    began = time.monotonic()
+    assert subprocess.run(ssh, capture_output=True, timeout=30).returncode == 255  # locked out, and no confirm
+    while subprocess.run(ssh, capture_output=True, timeout=30).returncode != 0:
+        assert time.monotonic() - began < window + 10, "SSH did not come back after the revert"
+        time.sleep(1)
+    back = time.monotonic() - began
+    assert server.exec("petory-firewall", "audit").returncode == 0
+    summary.append(f"firewall: a rule set without SSH, not confirmed: SSH back {back:.1f} s after the apply "
+                   f"(switch {window} s; bound {window + 10} s)")
+
+
+def test_host_audit_passes_then_names_a_drift(provisioned):
+    operator, server, _ = provisioned
+    env = {**os.environ, "HOME": str(operator.home)}
+    make = ["make", "host-audit", "ENV=prod", f"SSH=ssh -F {operator.ssh_config} -o BatchMode=yes"]
+    clean = subprocess.run(make, cwd=operator.deploy, env=env, capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 0 and "the live rules are the rules files" in clean.stdout, clean.stdout + clean.stderr
+    server.exec("iptables", "-I", "DOCKER-USER", "1", "-p", "tcp", "-m", "conntrack", "--ctorigdstport", "6379", "-j", "RETURN")
+    try:
+        drift = subprocess.run(make, cwd=operator.deploy, env=env, capture_output=True, text=True, timeout=60)
+        assert drift.returncode != 0
+        assert "unexpected (v4): -A DOCKER-USER -p tcp -m conntrack --ctorigdstport 6379 -j RETURN" in drift.stdout, drift.stdout
+    finally:
+        server.exec("petory-firewall", "apply")
+
+
+def test_ssh_connections_above_the_rate_limit_are_dropped(provisioned):
+    """Last in this module: afterwards this machine's address may not open SSH connections for a minute."""
+    _, server, _ = provisioned
+    rate = provisioning.FIREWALL["ssh_rate"]
+    outcomes = []
+    for _ in range(rate["hits"] + 5):
+        try:
+            socket.create_connection((server.address, 22), timeout=2).close()
+            outcomes.append("accepted")
+        except OSError:
+            outcomes.append("dropped")
+    assert outcomes[-1] == "dropped" and outcomes.count("accepted") <= rate["hits"], outcomes
