@@ -19,7 +19,8 @@ SCRIPT = "monitoring/container-metrics/container-restarts.sh"
 ANSWER_SET = "defaults"  # medium: monitoring bundled
 
 STUB = r"""#!/bin/sh
-# ps: the ids of $STUB_DIR/<project>; inspect: a line per id that is in $STUB_DIR/gone or not.
+# ps: the ids of $STUB_DIR/<project>; inspect: a line per id, an error for one in $STUB_DIR/gone,
+# no answer for one in $STUB_DIR/locked.
 case "$1" in
 ps)
     project="${4#label=com.docker.compose.project=}"
@@ -32,6 +33,7 @@ inspect)
     shift 3
     rc=0
     for id in "$@"; do
+        grep -qx "$id" "$STUB_DIR/locked" 2>/dev/null && exec sleep 30
         if grep -qx "$id" "$STUB_DIR/gone" 2>/dev/null; then
             echo "Error: No such object: $id" >&2; rc=1
         else
@@ -92,6 +94,15 @@ def test_a_container_removed_between_listing_and_inspection_only_loses_its_line(
     proc = collect(script, stub)
     assert proc.returncode == 0, proc.stderr
     assert series(stub) == ["backend", "prometheus"]
+
+
+def test_a_container_the_engine_does_not_answer_for_costs_only_its_line_and_is_named(script, stub):
+    (stub / "stub" / "locked").write_text("mysql\n")
+    proc = collect(script, stub, INSPECT_TIMEOUT="1")
+    assert proc.returncode == 0
+    assert series(stub) == ["backend", "prometheus"]
+    assert proc.stderr.splitlines() == [
+        "container-restarts: docker inspect failed for 1 of 3 containers (mysql: no answer within 1 s)"]
 
 
 @pytest.mark.parametrize("fault", ["ps-fails", "inspect-fails", "inspect-hangs"])

@@ -6,7 +6,7 @@
 set -eu
 
 INTERVAL="${INTERVAL:-30}"
-INSPECT_TIMEOUT="${INSPECT_TIMEOUT:-20}"
+INSPECT_TIMEOUT="${INSPECT_TIMEOUT:-10}"
 OUT="${METRICS_TEXTFILE_DIR:?METRICS_TEXTFILE_DIR is not set}/containers-${PETORY_ENV:?PETORY_ENV is not set}.prom"
 
 usage() {
@@ -25,30 +25,36 @@ write_once() {
         echo "# HELP petory_container_restarts_total Restarts of each container by its restart policy (docker inspect's RestartCount; a recreated container starts at 0)"
         echo "# TYPE petory_container_restarts_total counter"
     } >"${tmp}"
+    listed=0 written=0 failed=0 first_error=""
     for project in "${PETORY_PROJECT:?PETORY_PROJECT is not set}" "${PETORY_PROJECT}-monitoring"; do
         # stderr is captured too: when the listing fails, it is the one-line reason.
         ids="$(timeout "${INSPECT_TIMEOUT}" docker ps -aq --filter "label=com.docker.compose.project=${project}" 2>&1)" || {
-            echo "container-restarts: docker ps: ${ids:-no answer within ${INSPECT_TIMEOUT} s}" >&2
+            echo "container-restarts: docker ps: ${ids:-no answer within ${INSPECT_TIMEOUT} s}; keeping the last file" >&2
             return 1
         }
-        [ -n "${ids}" ] || continue
-        # shellcheck disable=SC2086 # one argument per container id
-        inspect_into "${tmp}" ${ids} || return 1
+        for id in ${ids}; do
+            listed=$((listed + 1))
+            inspect_into "${tmp}" "${id}" && written=$((written + 1))
+        done
     done
+    if [ "${failed}" -gt 0 ]; then
+        echo "container-restarts: docker inspect failed for ${failed} of ${listed} containers (${first_error})" >&2
+        # Nothing read at all: the daemon is in trouble, and the last file is the better answer.
+        [ "${written}" -gt 0 ] || return 1
+    fi
     mv "${tmp}" "${OUT}"
 }
 
-# Appends one line per container to $1. A container removed between the listing and this call
-# (a finished one-off run, the old colour of a deploy) only loses its line; any other error, or a
-# daemon that does not answer within INSPECT_TIMEOUT, fails the round and the last file stays.
+# inspect_into FILE ID: appends the container's line to FILE. One container at a time, each with
+# its own time limit: a container the engine holds locked (a stop in progress) or one removed
+# since the listing (a finished one-off run, the old colour of a deploy) costs only its own line.
 inspect_into() {
-    file="$1"
-    shift
-    errors="$(timeout "${INSPECT_TIMEOUT}" docker inspect --format "${FORMAT}" "$@" 2>&1 >>"${file}")" && return 0
-    if [ -n "${errors}" ] && ! printf '%s\n' "${errors}" | grep -qv '^Error: No such object'; then
-        return 0
-    fi
-    echo "container-restarts: docker inspect: ${errors:-no answer within ${INSPECT_TIMEOUT} s}" >&2
+    errors="$(timeout "${INSPECT_TIMEOUT}" docker inspect --format "${FORMAT}" "$2" 2>&1 >>"$1")" && return 0
+    case "${errors}" in
+        "Error: No such object"*) return 1 ;; # gone: nothing to count
+    esac
+    failed=$((failed + 1))
+    [ -n "${first_error}" ] || first_error="${2}: ${errors:-no answer within ${INSPECT_TIMEOUT} s}"
     return 1
 }
 
