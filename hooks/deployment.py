@@ -170,6 +170,7 @@ TASKS = (
     ("tools", False, "Install the validators into `.tools/` (a local venv) at the versions of `tools/requirements.txt`; `FULL=1` adds every linter", None),
     ("provision", True, "Provision the server of ENV with Ansible from this machine: Docker, accounts, sshd, firewall, checkout, env file, timers (`CHECK=1` shows the changes only; `ARGS=` go to provision.sh)", "servers"),
     ("host-audit", True, "Compare the server's live firewall rules with the provisioned ones; exits non-zero on any drift (`SSH=` is the ssh command)", "servers"),
+    ("github", True, "Create the GitHub environment ENV with its deploy secrets: CI's key from `make provision` and the server's host key from your known_hosts (gh CLI; `ARGS=` go to github-setup.sh)", "servers"),
     ("env-sync", True, "Add keys that a template update introduced to the env file (new secrets generated)", None),
     ("config", True, "Print the resolved Compose configuration of ENV (changes nothing)", None),
     ("build", False, "Build both images tagged `VERSION` (default `sha-<commit>`), e.g. for `make deploy ... PULL=0`", None),
@@ -198,6 +199,24 @@ TASKS = (
     ("grafana", True, "Open Grafana of ENV on http://127.0.0.1:3000 through an SSH tunnel to the server (`GRAFANA_PORT=` picks the local port; Ctrl-C closes it)", "monitoring_bundled"),
     ("certs-renew", True, "Renew the Let's Encrypt certificate of ENV now if due (`FORCE=1` renews anyway); the edge reloads after `nginx -t`", "uses_letsencrypt"),
 )
+
+
+# From a fresh Debian server to live HTTPS, per server environment, once the generated files are
+# committed and pushed and DNS points at the server: provision it, give GitHub its deploy
+# secrets, release. CI builds and pushes the images and deploys; the first deploy issues the
+# certificate. Commands as run in deploy/ (make) or anywhere in the repository (git).
+RELEASE_TAG = "v1.0.0"
+TAG_COMMANDS = [f'git tag -a {RELEASE_TAG} -m "Release {RELEASE_TAG[1:]}"', f"git push origin {RELEASE_TAG}"]
+RELEASE_COMMANDS = {"staging": "git push origin main", "prod": " && ".join(TAG_COMMANDS)}
+
+
+def _go_live(servers: list[str]) -> dict:
+    """deployment.go_live: env -> its three steps, each {"step", "command"}; the docs' sentence for
+    a step is strings.<lang>.yaml go_live.<step>."""
+    return {env: [{"step": "provision", "command": f"make provision ENV={env}"},
+                  {"step": "github", "command": f"make github ENV={env}"},
+                  {"step": f"release_{env}", "command": RELEASE_COMMANDS[env]}]
+            for env in servers}
 
 
 def servers_of(answers: Mapping) -> list[str]:
@@ -577,6 +596,8 @@ def build(answers: Mapping) -> dict:
         "tasks": _tasks(flags),
         "monitoring": _monitoring(answers, flags, answers["domain"], db),
         "provision": provisioning.build(answers, servers, sites, answers["project_slug"], DEPLOY_DIR),
+        "go_live": _go_live(servers),
+        "release": {"tag": RELEASE_TAG, "commands": TAG_COMMANDS},
         "metrics": {
             "textfile_dir": TEXTFILE_DIR,
             "names": {name: {"type": kind, "labels": list(labels), "help": text}

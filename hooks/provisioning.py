@@ -69,6 +69,12 @@ FIREWALL = {
 }
 BASE_PACKAGES = ["git", "unattended-upgrades", "systemd-timesyncd", "sudo", "ca-certificates", "python3", "iptables"]
 ENV_FILE_MODE = "0600"
+# The GitHub environments that scripts/github-setup.sh creates (make github ENV=<env>): the
+# secrets deploy-environment.yml reads, and the release tags deploy-pipeline.yml runs on. A
+# reviewed environment waits for a reviewer's approval and deploys only from `main` and release tags.
+GITHUB = {"secrets": ["SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS"], "release_tags": "v*.*.*",
+          "reviewed_refs": [{"name": "main", "type": "branch"}, {"name": "v*.*.*", "type": "tag"}]}
+REVIEWED_ENVIRONMENTS = ("prod",)
 # Ansible's virtualization_type facts of container servers (their clock is the host's).
 CONTAINER_TYPES = ["docker", "container", "lxc", "podman", "openvz", "systemd-nspawn"]
 
@@ -89,6 +95,9 @@ def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: st
             "deploy_user": ssh["user"],
             "checkout_dir": ssh["dir"],
             "deploy_dir": f"{ssh['dir']}/{deploy_dir}",
+            # CI's deploy key pair on the operator's machine (.pub beside it): make provision
+            # creates it and installs the public half, make github stores the private half.
+            "ci_key": f"~/.ssh/{project_slug}-{env}-ci",
         })
     return {
         "docker_source": source,
@@ -106,4 +115,5 @@ def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: st
                      "admin_cidrs_v6": [c for c in answers["admin_cidrs"] if ":" in c]},
         "hosts": hosts,
         "env_file_mode": ENV_FILE_MODE,
+        "github": {**GITHUB, "reviewed": [env for env in servers if env in REVIEWED_ENVIRONMENTS]},
     }

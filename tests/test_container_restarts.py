@@ -21,6 +21,7 @@ ANSWER_SET = "defaults"  # medium: monitoring bundled
 STUB = r"""#!/bin/sh
 # ps: the ids of $STUB_DIR/<project>; inspect: a line per id, an error for one in $STUB_DIR/gone,
 # no answer for one in $STUB_DIR/locked.
+echo "$1" >>"$STUB_DIR/calls"
 case "$1" in
 ps)
     project="${4#label=com.docker.compose.project=}"
@@ -87,6 +88,8 @@ def test_every_container_of_both_projects_gets_a_line_with_help_and_type(script,
     assert "# TYPE petory_container_restarts_total counter\n" in text
     assert series(stub) == ["backend", "mysql", "prometheus"]
     assert not (stub / "out" / "containers-prod.prom.tmp").exists()
+    # One CLI run per project listing and one for every container: the collector's CPU share is small.
+    assert (stub / "stub" / "calls").read_text().split() == ["ps", "ps", "inspect"]
 
 
 def test_a_container_removed_between_listing_and_inspection_only_loses_its_line(script, stub):
@@ -94,6 +97,7 @@ def test_a_container_removed_between_listing_and_inspection_only_loses_its_line(
     proc = collect(script, stub)
     assert proc.returncode == 0, proc.stderr
     assert series(stub) == ["backend", "prometheus"]
+    assert (stub / "stub" / "calls").read_text().split() == ["ps", "ps", "inspect"]
 
 
 def test_a_container_the_engine_does_not_answer_for_costs_only_its_line_and_is_named(script, stub):

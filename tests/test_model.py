@@ -340,3 +340,23 @@ def test_the_actuator_has_its_own_port_which_the_scrape_uses():
     assert m["backend"]["management_port"] == deployment.MANAGEMENT_PORT != m["backend"]["port"]
     backend = next(t for t in m["monitoring"]["scrape_targets"] if t["job"] == "backend")
     assert backend["port"] == m["backend"]["management_port"]
+
+
+@pytest.mark.parametrize("environments", [["dev"], ["dev", "staging", "prod"], ["prod"], ["staging"]])
+def test_the_copy_message_tells_dev_to_start_locally_and_each_server_its_three_steps(environments):
+    import yaml
+
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    built = model(environments=environments)
+    message = jinja2.Environment().from_string(config["_message_after_copy"]).render(
+        deployment=built, layout="app-repo", _copier_conf={"dst_path": "petory"})
+    lines = [line.strip() for line in message.splitlines()]
+    assert ("make -C deploy up ENV=dev         # dev on this machine, with hot reload" in lines) == ("dev" in environments)
+    # A server environment is never told to start locally: it goes live through its three steps.
+    assert not [line for line in lines if "up ENV=" in line and "ENV=dev" not in line]
+    for env in built["servers"]:
+        start = lines.index(f"{env}, from a fresh Debian server (DNS pointing at it is the only precondition):")
+        assert lines[start + 1:start + 4] == [
+            f"make -C deploy provision ENV={env}", f"make -C deploy github ENV={env}",
+            "git push origin main" if env == "staging" else 'git tag -a v1.0.0 -m "Release 1.0.0" && git push origin v1.0.0']
+    assert sum(line.endswith("(DNS pointing at it is the only precondition):") for line in lines) == len(built["servers"])

@@ -47,3 +47,15 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert command == "sudo tests/run.sh"
     ci = (ROOT / ".ci" / "run").read_text()
     assert "exec bash tests/run.sh" in ci
+
+
+def test_readme_opens_with_the_three_commands_the_copy_message_prints_for_prod():
+    import sys
+    sys.path.insert(0, str(ROOT / "hooks"))
+    import deployment
+
+    readme = (ROOT / "README.md").read_text()
+    opening = readme.split("\n## ", 1)[0].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("   #", 1)[0].rstrip() for line in opening.splitlines()]
+    expected = [step["command"].replace("make ", "make -C deploy ", 1) for step in deployment._go_live(["prod"])["prod"]]
+    assert commands == expected

@@ -146,7 +146,7 @@ def test_monitoring_fits_inside_the_host_with_the_apps(cpus, memory_gb, replicas
 def test_bundled_monitoring_takes_its_memory_from_the_growth_of_the_apps():
     off, bundled = sizing.plan(4, 8, 2), sizing.plan(4, 8, 2, monitoring="bundled")
     stack = sum(mb for mb, _ in sizing.monitoring_services("bundled").values())
-    assert stack == 1616
+    assert stack == 1648
     assert bundled["services"]["backend"]["memory_limit_mb"] == 1536 < off["services"]["backend"]["memory_limit_mb"]
     assert "prometheus" not in off["services"] and off["monitoring"]["disk_gb"] == 0
 
@@ -154,8 +154,8 @@ def test_bundled_monitoring_takes_its_memory_from_the_growth_of_the_apps():
 def test_monitoring_that_does_not_fit_is_refused_with_the_numbers():
     message = sizing.fit_error(2, 4, 1, monitoring="bundled")
     assert "monitoring=bundled and 1 backend replica(s) do not fit in 4096 MB" in message
-    assert "monitoring 1616" in message and "need 5588 MB" in message and "use monitoring=off" in message
-    assert "need 4372 MB" in sizing.fit_error(2, 4, 1, monitoring="remote")
+    assert "monitoring 1648" in message and "need 5620 MB" in message and "use monitoring=off" in message
+    assert "need 4404 MB" in sizing.fit_error(2, 4, 1, monitoring="remote")
     assert sizing.short_monitoring_error(2, 4, 1, True, True, "bundled") == "needs 5.5 of 4 GB; use off"
     assert sizing.short_monitoring_error(4, 8, 2, True, True, "bundled") == ""
     with pytest.raises(ValueError, match="monitoring=bundled"):

@@ -387,9 +387,17 @@ def test_ci_tests_and_builds_both_apps_in_one_matrix_and_validates(project, name
     ci = workflows(directory)["deploy-ci.yml"]
     assert set(ci["on"]) == {"pull_request", "workflow_call"}
     # mysql: the generated MySQL configuration on 8.0 and 8.4 (tests/test_db_tls.py); monitoring:
-    # the real Grafana, Loki and Alloy images, where the bundled stack is generated.
+    # the real Grafana, Loki and Alloy images, where the bundled stack is generated; firewall: the
+    # host firewall on the runner's engine and the newest docker-ce, where a server is provisioned.
     bundled = (directory / "deploy/monitoring/grafana").is_dir()
-    assert set(ci["jobs"]) == {"app", "deployment-files", "mysql"} | ({"monitoring"} if bundled else set())
+    servers = (directory / "deploy/provision").is_dir()
+    assert set(ci["jobs"]) == ({"app", "deployment-files", "mysql"} | ({"monitoring"} if bundled else set())
+                               | ({"firewall"} if servers else set()))
+    if servers:
+        firewall = ci["jobs"]["firewall"]
+        assert firewall["strategy"]["matrix"]["engine"] == ["runner", "docker-ce"]
+        assert firewall["steps"][-1]["run"].endswith('deploy/scripts/ci/check-firewall.sh --engine "${ENGINE}"')
+        assert (directory / "deploy/scripts/ci/check-firewall.sh").stat().st_mode & 0o111
     if bundled:
         assert [s["run"] for s in ci["jobs"]["monitoring"]["steps"] if "run" in s] == ["deploy/scripts/ci/check-monitoring.sh"]
         assert (directory / "deploy/scripts/ci/check-monitoring.sh").stat().st_mode & 0o111

@@ -45,8 +45,10 @@ pytestmark = pytest.mark.live
 ANSWERS = {**LIVE_ANSWERS, "environments": ["prod"], "docker_source": "debian", "monitoring": "off"}
 DOMAIN = "petory.example.com"
 ORIGIN_ON_SERVER = "/srv/git/petory-deploy.git"
-# The server's firewall rules (without packet counters) and /etc, to compare around a refused run.
-SNAPSHOT = "iptables -S; iptables -t nat -S; find /etc -type f -exec sha256sum {} + | sort"
+# To compare around a refused run: the netfilter rules without the dates and counters that traffic
+# changes, and every file of /etc.
+SNAPSHOT = ("{ iptables-save; ip6tables-save; } | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//';"
+            " find /etc -type f -exec sha256sum {} + | sort")
 RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -206,6 +208,18 @@ def test_bad_input_stops_with_one_line_and_changes_nothing_on_the_server(provisi
     finally:
         (tmp_path / "ci.pub").rename(ci_key)
 
+    # Another firewall manager: a unit named firewalld.service runs (a runtime unit, so /etc stays as
+    # it was; what the check reads is the unit's state).
+    server.exec("sh", "-c", "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' >/run/systemd/system/firewalld.service"
+                " && systemctl daemon-reload && systemctl start firewalld.service")
+    try:
+        one_line(operator.provision(), f"{DOMAIN} runs firewalld (logged in as admin with {operator.admin_key})",
+                 "nothing was changed", "systemctl disable --now firewalld")
+        assert server.exec("sh", "-c", SNAPSHOT).stdout == before
+    finally:
+        server.exec("sh", "-c", "systemctl stop firewalld.service; rm /run/systemd/system/firewalld.service"
+                    " && systemctl daemon-reload")
+
     config = operator.ssh_config.read_text()
     # A new SSH connection: the earlier runs' master connection (ControlPersist) would let it in.
     fresh = {"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")}
@@ -213,7 +227,8 @@ def test_bad_input_stops_with_one_line_and_changes_nothing_on_the_server(provisi
         wrong = tmp_path / "wrong"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", wrong)
         operator.ssh_config.write_text(config.replace(str(operator.admin_key), str(wrong)))
-        one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN} as admin or root", "Permission denied")
+        one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN} as admin or root with {wrong}",
+                 "Permission denied")
         # Unreachable: a port of the server that its firewall drops (ssh's ConnectTimeout, 5 s).
         operator.ssh_config.write_text(config.replace("  IdentityFile", "  Port 2\n  IdentityFile"))
         one_line(operator.provision(**fresh), f"cannot log in to {DOMAIN}", "port 2: Connection timed out")

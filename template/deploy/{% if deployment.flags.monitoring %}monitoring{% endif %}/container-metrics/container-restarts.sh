@@ -25,37 +25,62 @@ write_once() {
         echo "# HELP petory_container_restarts_total Restarts of each container by its restart policy (docker inspect's RestartCount; a recreated container starts at 0)"
         echo "# TYPE petory_container_restarts_total counter"
     } >"${tmp}"
-    listed=0 written=0 failed=0 first_error=""
+    ids=""
     for project in "${PETORY_PROJECT:?PETORY_PROJECT is not set}" "${PETORY_PROJECT}-monitoring"; do
         # stderr is captured too: when the listing fails, it is the one-line reason.
-        ids="$(timeout "${INSPECT_TIMEOUT}" docker ps -aq --filter "label=com.docker.compose.project=${project}" 2>&1)" || {
-            echo "container-restarts: docker ps: ${ids:-no answer within ${INSPECT_TIMEOUT} s}; keeping the last file" >&2
+        listing="$(timeout "${INSPECT_TIMEOUT}" docker ps -aq --filter "label=com.docker.compose.project=${project}" 2>&1)" || {
+            echo "container-restarts: docker ps: ${listing:-no answer within ${INSPECT_TIMEOUT} s}; keeping the last file" >&2
             return 1
         }
-        for id in ${ids}; do
-            listed=$((listed + 1))
-            inspect_into "${tmp}" "${id}" && written=$((written + 1))
-        done
+        ids="${ids} ${listing}"
     done
-    if [ "${failed}" -gt 0 ]; then
-        echo "container-restarts: docker inspect failed for ${failed} of ${listed} containers (${first_error})" >&2
-        # Nothing read at all: the daemon is in trouble, and the last file is the better answer.
-        [ "${written}" -gt 0 ] || return 1
-    fi
+    # shellcheck disable=SC2086 # one word per id
+    inspect_all "${tmp}" ${ids} || inspect_each "${tmp}" ${ids} || return 1
     mv "${tmp}" "${OUT}"
 }
 
-# inspect_into FILE ID: appends the container's line to FILE. One container at a time, each with
-# its own time limit: a container the engine holds locked (a stop in progress) or one removed
-# since the listing (a finished one-off run, the old colour of a deploy) costs only its own line.
-inspect_into() {
-    errors="$(timeout "${INSPECT_TIMEOUT}" docker inspect --format "${FORMAT}" "$2" 2>&1 >>"$1")" && return 0
-    case "${errors}" in
-        "Error: No such object"*) return 1 ;; # gone: nothing to count
-    esac
-    failed=$((failed + 1))
-    [ -n "${first_error}" ] || first_error="${2}: ${errors:-no answer within ${INSPECT_TIMEOUT} s}"
-    return 1
+# inspect_all FILE ID...: one CLI run for every container (a Go binary per container would cost
+# the collector's small CPU share many times over). It fails, and leaves FILE as it was, on any
+# error other than a container removed since the listing.
+inspect_all() {
+    out="$1"
+    shift
+    [ "$#" -gt 0 ] || return 0
+    batch="${out}.batch"
+    rc=0
+    errors="$(timeout "${INSPECT_TIMEOUT}" docker inspect --format "${FORMAT}" "$@" 2>&1 >"${batch}")" || rc=$?
+    # Exit 1 with nothing but "No such object" lines: those containers were removed since the
+    # listing (a finished one-off run, the old colour of a deploy), and the rest were read.
+    if [ "${rc}" -ne 0 ] && printf '%s\n' "${errors}" | grep -qv '^Error: No such object'; then
+        rm -f "${batch}"
+        return 1
+    fi
+    cat "${batch}" >>"${out}"
+    rm -f "${batch}"
+}
+
+# inspect_each FILE ID...: the fallback, one container at a time, each with its own time limit: a
+# container the engine holds locked (a stop in progress) costs only its own line. Fails when no
+# container could be read: the daemon is in trouble, and the last file is the better answer.
+inspect_each() {
+    out="$1"
+    shift
+    listed=0 written=0 failed=0 first_error=""
+    for id in "$@"; do
+        listed=$((listed + 1))
+        if errors="$(timeout "${INSPECT_TIMEOUT}" docker inspect --format "${FORMAT}" "${id}" 2>&1 >>"${out}")"; then
+            written=$((written + 1))
+            continue
+        fi
+        case "${errors}" in
+            "Error: No such object"*) continue ;; # gone: nothing to count
+        esac
+        failed=$((failed + 1))
+        [ -n "${first_error}" ] || first_error="${id}: ${errors:-no answer within ${INSPECT_TIMEOUT} s}"
+    done
+    [ "${failed}" -eq 0 ] && return 0
+    echo "container-restarts: docker inspect failed for ${failed} of ${listed} containers (${first_error})" >&2
+    [ "${written}" -gt 0 ]
 }
 
 main() {
