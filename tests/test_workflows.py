@@ -341,7 +341,8 @@ def test_permissions_are_read_only_by_default_and_granted_per_job(project, name)
             else:
                 assert not writes, f"{wf_name} {job_id} asks for {writes}"
             if job_id.startswith("deploy") and wf_name != "deploy-ci.yml":  # callers and the called deploy job
-                assert perms == {"contents": "read"}, f"{wf_name} {job_id}: {perms}"
+                # With GHCR the deploy's own token lets the server pull, for that deploy only.
+                assert perms == {"contents": "read", **({"packages": "read"} if ghcr else {})}, f"{wf_name} {job_id}: {perms}"
 
 
 @pytest.mark.parametrize("name", ["defaults", "dockerhub-www", "other-registry-mirror", "deploy-repo"])
@@ -653,6 +654,41 @@ def test_remote_deploy_runs_the_documented_command_on_the_server(project, tmp_pa
                  (config, "/srv/petory", "prod", sha, "sha-1; rm -rf /"),  # no shell in a tag
                  (config, "/srv/petory", "dev", sha, "sha-0123456")):  # servers only
         assert run_script(repo, f"{CI_SCRIPTS}/remote-deploy.sh", *args, env=env, stubs=stubs).returncode == 1, args
+
+
+def test_remote_deploy_logs_the_server_in_for_this_deploy_only_with_the_token_on_stdin(project, tmp_path):
+    repo = project("defaults")  # ghcr: deploy-environment.yml hands the job's token over
+    step = workflows(repo)["deploy-environment.yml"]["jobs"]["deploy"]
+    assert step_by_id(step, "deploy")["env"] == {"REGISTRY_HOST": "ghcr.io", "REGISTRY_USER": "${{ github.actor }}",
+                                                "REGISTRY_TOKEN": "${{ github.token }}"}
+    assert step["permissions"] == {"contents": "read", "packages": "read"}
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    # The "server": ssh runs the command in a local bash, whose docker records the login.
+    stub(stubs, "ssh", 'last="${*: -1}"; printf "%s\\n" "${last}" >"${SSH_LOG}"; exec bash -c "${last%%cd /*}true"\n')
+    stub(stubs, "docker", 'printf "%s|%s|%s\\n" "${DOCKER_CONFIG}" "$*" "$(cat)" >>"${DOCKER_LOG}"\n')
+    config = tmp_path / "config"
+    config.write_text("Host deploy-target\n")
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    env = {"SSH_LOG": str(tmp_path / "ssh.log"), "DOCKER_LOG": str(tmp_path / "docker.log"), "TMPDIR": str(tmp_path),
+           "REGISTRY_HOST": "ghcr.io", "REGISTRY_USER": "octocat", "REGISTRY_TOKEN": "ghs_jobtoken"}
+    proc = run_script(repo, f"{CI_SCRIPTS}/remote-deploy.sh", config, "/srv/petory", "prod", sha, "sha-0123456",
+                      env=env, stubs=stubs)
+    assert proc.returncode == 0, proc.stderr
+    command = (tmp_path / "ssh.log").read_text()
+    assert "ghs_jobtoken" not in command + proc.stdout + proc.stderr  # on stdin only
+    assert command.endswith(f" && cd /srv/petory && git fetch --quiet --tags --force && git checkout --quiet {sha}"
+                            " && deploy/scripts/deploy.sh prod sha-0123456 && deploy/scripts/apply.sh prod\n")
+    [login] = (tmp_path / "docker.log").read_text().splitlines()
+    docker_config, args, stdin = login.split("|")
+    assert args == "login --username octocat --password-stdin ghcr.io" and stdin == "ghs_jobtoken"
+    # Its own Docker configuration, not the deploy user's, and gone after the deploy.
+    assert docker_config.startswith(str(tmp_path)) and not Path(docker_config).exists()
+    (tmp_path / "ssh.log").unlink()
+    bad = run_script(repo, f"{CI_SCRIPTS}/remote-deploy.sh", config, "/srv/petory", "prod", sha, "sha-0123456",
+                     env={**env, "REGISTRY_HOST": "ghcr.io; rm -rf /", "GITHUB_ACTIONS": "true"}, stubs=stubs)
+    assert bad.returncode == 1 and bad.stdout.startswith("::error title=Bad registry::")
+    assert not (tmp_path / "ssh.log").exists(), "the server was reached"
 
 
 def test_smoke_check_passes_on_a_frontend_2xx_and_an_api_below_500(project, tmp_path):

@@ -17,6 +17,10 @@ Usage: deploy/scripts/ci/remote-deploy.sh SSH_CONFIG DIR ENV COMMIT VERSION
   ENV          staging or prod
   COMMIT       full commit id the server checks out
   VERSION      image tag to deploy, e.g. sha-0123abc or v1.2.3
+
+With REGISTRY_HOST, REGISTRY_USER and REGISTRY_TOKEN in the environment (deploy-environment.yml
+gives the job's own token for ghcr.io), the server logs in for this deploy only: in a Docker
+configuration of its own, removed afterwards, with the token on stdin.
 USAGE
 }
 
@@ -29,15 +33,35 @@ on_server() {
     ssh -F "$1" deploy-target "$2"
 }
 
+# registry_login: sets LOGIN, the start of the server's command that logs in for this deploy only
+# (empty without REGISTRY_TOKEN). The token is short-lived (the job's), arrives on stdin and never
+# touches the deploy user's own ~/.docker/config.json, whose logins stay as they are.
+LOGIN=""
+registry_login() {
+    [[ -n "${REGISTRY_TOKEN:-}" ]] || return 0
+    [[ "${REGISTRY_HOST:-}" =~ ^[A-Za-z0-9.-]+(:[0-9]+)?$ ]] || fail "Bad registry" "unexpected REGISTRY_HOST '${REGISTRY_HOST:-}'"
+    [[ "${REGISTRY_USER:-}" =~ ^[A-Za-z0-9._-]+$ ]] || fail "Bad registry" "unexpected REGISTRY_USER '${REGISTRY_USER:-}'"
+    # shellcheck disable=SC2016 # expanded on the server
+    LOGIN="$(printf '%s' 'DOCKER_CONFIG="$(mktemp -d)" && export DOCKER_CONFIG && trap '\''rm -rf "${DOCKER_CONFIG}"'\'' EXIT' \
+        ' && { [ ! -d ~/.docker/cli-plugins ] || ln -s ~/.docker/cli-plugins "${DOCKER_CONFIG}/"; }' \
+        " && docker login --username ${REGISTRY_USER} --password-stdin ${REGISTRY_HOST} >/dev/null && ")"
+}
+
 deploy() {
     local config="$1" dir="$2" env="$3" commit="$4" version="$5"
     [[ "${commit}" =~ ^[0-9a-f]{40}$ ]] || fail "Bad commit" "unexpected commit id '${commit}'"
     [[ "${version}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || fail "Bad version" "unexpected image tag '${version}'"
+    registry_login
     echo "Deploying ${version} (commit ${commit::7}) to ${env} in ${dir}"
     # apply.sh then brings what the commit changed besides the images (limits, MySQL settings,
     # nginx/) to the running services, without downtime; it exits 3 when something needs a restart.
-    local status=0
-    on_server "${config}" "cd $(printf '%q' "${dir}") && git fetch --quiet --tags --force && git checkout --quiet ${commit} && deploy/scripts/deploy.sh ${env} ${version} && deploy/scripts/apply.sh ${env}" || status=$?
+    local status=0 command
+    command="${LOGIN}cd $(printf '%q' "${dir}") && git fetch --quiet --tags --force && git checkout --quiet ${commit} && deploy/scripts/deploy.sh ${env} ${version} && deploy/scripts/apply.sh ${env}"
+    if [[ -n "${LOGIN}" ]]; then
+        printf '%s\n' "${REGISTRY_TOKEN}" | on_server "${config}" "${command}" || status=$?
+    else
+        on_server "${config}" "${command}" || status=$?
+    fi
     case "${status}" in
         0) ;;
         3) annotate warning "Restart needed" "${version} is live on ${env}, but a changed setting needs a restart; the job log names it and the command (deploy/scripts/apply.sh ${env} --restart SERVICE)" ;;
