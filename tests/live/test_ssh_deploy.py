@@ -73,6 +73,11 @@ class Setup:
         runner = self.runner
         runner.expressions["secrets.SSH_KNOWN_HOSTS"] = known_hosts or self.server.known_hosts()
         runner.expressions["needs.version.outputs.version"] = self.version(sha)  # the pipeline's version job
+        # The job's own token, which the GHCR deploy hands to the server for its pull: none here, where
+        # the images are in a registry on 127.0.0.1 without authentication (so no login is made;
+        # tests/test_workflows.py runs the login against a stub docker).
+        runner.expressions["github.actor"] = "petory-ci"
+        runner.expressions["github.token"] = ""
         return runner.run(sha, {"HOME": str(self.curl_home), "CURL_HOME": str(self.curl_home)})
 
     def served_versions(self) -> tuple[str, str]:
