@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,23 +19,7 @@ import pytest
 
 from script_helpers import private_copy, reasons
 
-STUB = r"""#!/bin/sh
-# Each call: its arguments in $STUB_DIR/calls, its stdin in $STUB_DIR/stdin.<n>.
-n=$(($(wc -l <"$STUB_DIR/calls" 2>/dev/null || echo 0) + 1))
-echo "$*" >>"$STUB_DIR/calls"
-case "$*" in
-"auth status"*) [ -f "$STUB_DIR/logged-out" ] && { echo "You are not logged into any GitHub hosts" >&2; exit 1; }; exit 0 ;;
-"repo view"*) echo "petory/petory-deploy"; exit 0 ;;
-"api user --jq .id") echo 4242; exit 0 ;;
-"api users/"*) [ "$2" = "users/ghost" ] && { echo "gh: Not Found (HTTP 404)" >&2; exit 1; }; echo 77; exit 0 ;;
-esac
-cat >"$STUB_DIR/stdin.$n"
-case "$*" in
-*deployment-branch-policies*) [ -f "$STUB_DIR/policy-$(grep -o '"name": *"[^"]*"' "$STUB_DIR/stdin.$n" | tr -dc 'a-z')" ] \
-    && { echo "gh: deployment branch policy already exists (HTTP 422)" >&2; exit 1; }; exit 0 ;;
-esac
-exit 0
-"""
+STUB = Path(__file__).resolve().parent / "fixtures/gh_stub.sh"
 HOST = "petory.example.com"  # prod's SSH host in the servers-only answers (its domain)
 
 
@@ -58,8 +43,7 @@ def home(tmp_path, host_key) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", home / ".ssh/petory-prod-ci"], check=True)
     (home / ".ssh/known_hosts").write_text(host_key + "\n")
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin/gh").write_text(STUB)
-    (tmp_path / "bin/gh").chmod(0o755)
+    shutil.copy2(STUB, tmp_path / "bin/gh")
     (tmp_path / "stub").mkdir()
     return home
 

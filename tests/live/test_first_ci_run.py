@@ -12,43 +12,30 @@ matrix entry: test and build, then the image, not pushed), and the first push to
 (deploy-pipeline.yml's `version` job, the `app` job as its `ci` job calls it, then its `image`
 job for each entry).
 
-The application is the sample (tests/fixtures/petory_app) with the files a real one has for its
-build. Its `backend/gradlew` and the `npm` that setup-node puts on PATH are stubs
-(tests/live/first_ci/): they record their directory and arguments and write the sample's jar
-and frontend build (tests/live/sample_app.py) where Gradle and the bundler would. The real
-Gradle and npm builds run only on GitHub's runners.
-
-The actions are stand-ins: checkout clones the local repository (the application's at `ref`
-into `path`); setup-java, setup-gradle, setup-buildx and login do nothing; setup-node fails
-without the lock file its `cache-dependency-path` names, as the action does, and puts the npm
-stub on PATH; metadata-action gives the tags and labels the step asks for; build-push-action runs
-`docker build` with the classic builder (DOCKER_BUILDKIT=0) over the stand-in base images, with
-`<Dockerfile>.dockerignore` copied to the context's `.dockerignore` (BuildKit reads the first,
-the classic builder only the second), and pushes nothing. Images are named after a closed port on
-127.0.0.1, so the pipeline's look-up of an existing image finds none, as on a first run, and no
-request leaves the host.
+The actions are tests/live/ci_play.py's stand-ins, and the application is its sample with stub
+`gradlew` and `npm`: the real Gradle and npm builds run only on GitHub's runners. Images are named
+after a closed port on 127.0.0.1 and not pushed, so the pipeline's look-up of an existing image
+finds none, as on a first run, and no request leaves the host.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sample_app import FIXTURE_DIR, build_backend_jar, build_frontend
+from ci_play import (APP_REPOSITORY, JAR_NAME, STUBS, Actions, application_repository, commit_all, git, sh,
+                     stub_environment)
+from sample_app import build_backend_jar, build_frontend
 from stack import free_port, render
-from workflow_runner import ActionCall, ActionFailed, JobRun, Runner
+from workflow_runner import JobRun, Runner
 
-STUBS = Path(__file__).resolve().parent / "first_ci"
-APP_REPOSITORY = "petory-team/petory"
-JAR_NAME = "petory-0.0.1-SNAPSHOT.jar"  # matches the default backend_jar_glob, *-SNAPSHOT.jar
 SAMPLE_VERSION = "first-ci-stub"  # baked into the sample jar and frontend build
 PR_NUMBER = "1"
 LAYOUTS = {
@@ -62,30 +49,6 @@ EXPECTED_CALLS = {
     ("frontend", True): ["npm ci --no-audit --no-fund", "npm test --if-present", "npm run build"],
     ("frontend", False): ["npm ci --no-audit --no-fund", "npm run build"],
 }
-# The application's own build files, beside the sample's sources.
-APP_FILES = {
-    ".gitignore": "build/\ndist/\nnode_modules/\n",
-    "frontend/package.json": '{"name": "petory-frontend", "private": true, "scripts": {"build": "vite build"}}\n',
-    "frontend/package-lock.json": '{"name": "petory-frontend", "lockfileVersion": 3, "packages": {}}\n',
-}
-
-
-def sh(*cmd) -> bytes:
-    proc = subprocess.run(list(map(str, cmd)), capture_output=True, timeout=300)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
-    return proc.stdout
-
-
-def git(repo: Path, *args) -> str:
-    return sh("git", "-C", repo, "-c", "user.name=CI", "-c", "user.email=ci@example.invalid", *args).decode().strip()
-
-
-def commit_all(repo: Path, message: str) -> None:
-    if not (repo / ".git").exists():
-        git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
 
 
 @dataclass
@@ -97,7 +60,7 @@ class Project:
     workdir: Path
     samples: Path  # what the stubs copy: the sample jar and frontend build
     npm_bin: Path  # the npm stub alone, which setup-node's stand-in puts on PATH
-    images: list[str] = field(default_factory=list)  # every tag built, removed at the end
+    actions: Actions = None  # the actions' stand-ins; their `images` are removed at the end
 
     @property
     def app_root(self) -> str:
@@ -115,8 +78,8 @@ class Project:
             args = (workspace, self.workdir, {**self.expressions(), **(expressions or {})})
             if called_by:
                 return Runner.called_by(self.workflows / workflow, called_by, *args, job_id=job_id,
-                                        actions=self.actions())
-            return Runner(self.workflows / workflow, job_id, *args, actions=self.actions())
+                                        actions=self.actions.mapping())
+            return Runner(self.workflows / workflow, job_id, *args, actions=self.actions.mapping())
 
         build_dir = Path(self.answers.get("frontend_build_dir", "frontend/build")).relative_to("frontend")
         sha = git(self.deployment, "rev-parse", "HEAD")
@@ -125,8 +88,7 @@ class Project:
             workspace.mkdir()
             log = workspace.with_suffix(".calls")
             log.touch()
-            env = {"HOME": str(self.workdir / "home"), "STUB_LOG": str(log), "STUB_SAMPLES": str(self.samples),
-                   "STUB_BUILD_DIR": str(build_dir)}
+            env = {"HOME": str(self.workdir / "home"), **stub_environment(self.samples, log, build_dir)}
             run = runner(workspace).run(sha, env, event=event, ref=ref, matrix=entry)
             yield entry, run, workspace, [line.split("\t") for line in log.read_text().splitlines()]
 
@@ -134,77 +96,8 @@ class Project:
         return {"github.token": "runner-token", "github.actor": "petory-ci", "secrets.GITHUB_TOKEN": "runner-token",
                 "secrets.APP_REPOSITORY_TOKEN": "", "github.event.pull_request.number": PR_NUMBER}
 
-    # -------------------------------------------------------------- the actions' stand-ins
-
-    def actions(self):
-        return {"actions/checkout": self.checkout, "actions/setup-java": nothing,
-                "gradle/actions/setup-gradle": nothing, "actions/setup-node": self.setup_node,
-                "docker/setup-buildx-action": nothing, "docker/login-action": nothing,
-                "docker/metadata-action": metadata, "docker/build-push-action": self.build_push}
-
-    def checkout(self, call: ActionCall) -> None:
-        repository = call.inputs.get("repository")
-        assert repository in (None, APP_REPOSITORY), repository
-        source = self.application if repository else self.deployment
-        dest = call.workspace / call.inputs.get("path", "")
-        git(source, "clone", "-q", source, dest)
-        if call.inputs.get("ref"):
-            git(dest, "checkout", "-q", call.inputs["ref"])
-
-    def setup_node(self, call: ActionCall) -> None:
-        lock = call.workspace / call.inputs["cache-dependency-path"]
-        if not lock.is_file():
-            raise ActionFailed(f"Dependencies lock file is not found in {lock}")
-        call.runner.path.append(str(self.npm_bin))
-
-    def build_push(self, call: ActionCall) -> None:
-        context = call.workspace / call.inputs["context"]
-        dockerfile = call.workspace / call.inputs["file"]
-        ignore = dockerfile.with_name(f"{dockerfile.name}.dockerignore")
-        if ignore.is_file():
-            shutil.copyfile(ignore, context / ".dockerignore")
-        tags = [t for t in call.inputs["tags"].replace(",", "\n").splitlines() if t]
-        command = ["docker", "build", "-q", "-f", str(dockerfile)]
-        for option, key in (("--build-arg", "build-args"), ("-t", "tags"), ("--label", "labels")):
-            values = tags if key == "tags" else call.inputs.get(key, "").splitlines()
-            command += [part for value in values if value for part in (option, value)]
-        proc = subprocess.run([*command, str(context)], capture_output=True, text=True, timeout=600,
-                              env={"PATH": os.environ["PATH"], "HOME": call.env["HOME"], "DOCKER_BUILDKIT": "0"})
-        self.images.extend(tags)
-        if proc.returncode:
-            raise ActionFailed(proc.stderr[-3000:])
-
-
-def nothing(call: ActionCall) -> None:
-    """An action whose effect the stubs make unnecessary here (Java, Gradle's cache, buildx, a login)."""
-
-
-def metadata(call: ActionCall) -> dict[str, str]:
-    """docker/metadata-action for the tag rules the pipeline uses: raw values, and the git tag on a tag push."""
-    tags = []
-    for rule in call.inputs["tags"].splitlines():
-        spec = dict(part.split("=", 1) for part in rule.split(","))
-        if spec["type"] == "raw":
-            tags.append(f"{call.inputs['images']}:{spec['value']}")
-        elif spec == {"type": "ref", "event": "tag"}:
-            if call.runner.lookup("github.ref_type") == "tag":
-                tags.append(f"{call.inputs['images']}:{call.runner.lookup('github.ref_name')}")
-        else:
-            raise AssertionError(f"this test cannot evaluate the tag rule {rule!r}")
-    return {"tags": "\n".join(tags), "labels": call.inputs.get("labels", "")}
-
 
 # ------------------------------------------------------------------ the repositories
-
-
-def application_repository(path: Path) -> Path:
-    """The sample application with its build files and the Gradle wrapper stub, committed."""
-    shutil.copytree(FIXTURE_DIR, path)
-    for name, text in APP_FILES.items():
-        (path / name).write_text(text)
-    shutil.copy2(STUBS / "gradlew", path / "backend/gradlew")
-    commit_all(path, "The Petory application")
-    return path
 
 
 @pytest.fixture(scope="module", params=list(LAYOUTS))
@@ -227,12 +120,13 @@ def project(request, base_images, tmp_path_factory):
     else:  # README.md: --data layout=deploy-repo and a new directory
         deployment = render(workdir / "petory-deploy", answers)
     commit_all(deployment, "Deployment from the Petory template")
-    project = Project(layout, answers, deployment, application, workdir, samples, npm_bin)
+    project = Project(layout, answers, deployment, application, workdir, samples, npm_bin,
+                      Actions(deployment, application, npm_bin))
     try:
         yield project
     finally:
-        if project.images:
-            subprocess.run(["docker", "image", "rm", "-f", *set(project.images)], capture_output=True)
+        if project.actions.images:
+            subprocess.run(["docker", "image", "rm", "-f", *set(project.actions.images)], capture_output=True)
 
 
 # ------------------------------------------------------------------ the checks

@@ -86,7 +86,7 @@ class Runner:
     values (themselves expressions) when another workflow calls this one."""
 
     def __init__(self, workflow: Path, job_id: str, checkout: Path, workdir: Path, expressions: dict[str, str],
-                 inputs: dict | None = None, actions: dict[str, Action] | None = None):
+                 inputs: dict | None = None, actions: dict[str, Action] | None = None, wrap: list[str] | None = None):
         document = yaml.safe_load(workflow.read_text())
         self.workflow = workflow
         self.job = document["jobs"][job_id]
@@ -99,20 +99,22 @@ class Runner:
         self.expressions = expressions
         self.inputs = inputs or {}
         self.actions = {"actions/checkout": checkout_in_place, **(actions or {})}
+        self.wrap = wrap or []  # a command prefix for every `run:` step (the runner's view of DNS)
         self.path: list[str] = []  # directories an action put on PATH, like GITHUB_PATH
         self._context: dict[str, str] = {}
         self._outcomes: dict[str, str] = {}
 
     @classmethod
     def called_by(cls, pipeline: Path, caller_id: str, checkout: Path, workdir: Path, expressions: dict[str, str],
-                  job_id: str | None = None, actions: dict[str, Action] | None = None) -> Runner:
+                  job_id: str | None = None, actions: dict[str, Action] | None = None,
+                  wrap: list[str] | None = None) -> Runner:
         """The job of the workflow that the pipeline's job `caller_id` calls (`uses: ./...`); `job_id`
         names it when the called workflow has more than one."""
         caller = yaml.safe_load(pipeline.read_text())["jobs"][caller_id]
         called = pipeline.parent / Path(caller["uses"]).name
         if job_id is None:
             (job_id,) = yaml.safe_load(called.read_text())["jobs"]
-        return cls(called, job_id, checkout, workdir, expressions, caller.get("with", {}), actions)
+        return cls(called, job_id, checkout, workdir, expressions, caller.get("with", {}), actions, wrap)
 
     def matrix(self) -> list[dict[str, str]]:
         """The job's matrix entries (`strategy.matrix.include`); one empty entry without a matrix."""
@@ -235,7 +237,7 @@ class Runner:
         output_file = runner_temp / f"step-{index}.output"
         output_file.touch()
         assert self.shell == "bash"
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        proc = subprocess.run([*self.wrap, "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
                               env={**env, "GITHUB_OUTPUT": str(output_file)}, cwd=self.checkout,
                               capture_output=True, text=True, timeout=900)
         outputs = dict(line.split("=", 1) for line in output_file.read_text().splitlines() if "=" in line)

@@ -15,14 +15,17 @@ umask 022
 name="${CERTBOT_DOMAINS%%,*}"
 etc=/etc/letsencrypt
 live="${etc}/live/${name}"
+staged="${etc}/.issuing"
+parked="${etc}/.placeholder-${name}"
 here="$(dirname "$0")"
 
 log() { printf '%s certbot: %s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$*" >&2; }
 
 # Options of every certbot run: state on the certs volume, scratch space on the /tmp tmpfs (the
 # container's root filesystem is read-only), HTTP-01 through the webroot the edge serves.
+config_dir="${etc}"
 run_certbot() {
-    certbot "$@" --non-interactive --server "${CERTBOT_SERVER}" --config-dir "${etc}" \
+    certbot "$@" --non-interactive --server "${CERTBOT_SERVER}" --config-dir "${config_dir}" \
         --work-dir /tmp/certbot/work --logs-dir /tmp/certbot/logs \
         --webroot --webroot-path /var/www/acme --deploy-hook "sh ${here}/deploy-hook.sh"
 }
@@ -35,6 +38,8 @@ directory_reachable() {
 }
 
 issue() {
+    # A container stopped between install_issued's renames left the placeholder parked.
+    if [ ! -e "${live}" ] && [ -d "${parked}" ]; then mv "${parked}" "${live}"; fi
     if [ -e "${live}/fullchain.pem" ] && [ ! -e "${live}/.self-signed" ]; then
         return 0 # issued before (or provided): renewal takes care of it
     fi
@@ -45,26 +50,38 @@ issue() {
         waited=$((waited + 5))
     done
     log "requesting a certificate for ${CERTBOT_DOMAINS} from ${CERTBOT_SERVER}"
-    # certbot refuses a live directory it did not create: park the placeholder while it issues.
-    # The edge keeps serving the placeholder it has loaded; it reloads only after nginx -t passes.
-    parked="${etc}/placeholder/${name}"
-    if [ -e "${live}" ]; then
-        rm -rf "${parked}"
-        mkdir -p "${etc}/placeholder"
-        mv "${live}" "${parked}"
-    fi
+    # certbot refuses a live directory it did not create, and the edge (a restart, every `nginx -t`
+    # of a deploy) needs the placeholder's files until the new ones are there: certbot issues into
+    # a staging directory on the same volume, whose lineage then replaces the placeholder.
+    rm -rf "${staged}"
+    mkdir -p "${staged}"
+    [ ! -d "${etc}/accounts" ] || cp -a "${etc}/accounts" "${staged}/" # the same ACME account
+    config_dir="${staged}"
     if run_certbot certonly --cert-name "${name}" --domains "${CERTBOT_DOMAINS}" --email "${CERTBOT_EMAIL}" \
         --agree-tos --no-eff-email --key-type ecdsa --keep-until-expiring; then
-        rm -rf "${parked}"
+        config_dir="${etc}"
+        install_issued
         log "certificate issued for ${CERTBOT_DOMAINS}"
     else
+        config_dir="${etc}"
+        rm -rf "${staged}"
         log "issuance failed; the self-signed placeholder stays in place (retry in an hour)"
-        if [ -d "${parked}" ]; then
-            rm -rf "${live}" "${etc}/archive/${name}" "${etc}/renewal/${name}.conf"
-            mv "${parked}" "${live}"
-        fi
         return 1
     fi
+}
+
+# install_issued: the staged lineage moves into ${etc} (its renewal file rewritten to say so); the
+# live directory changes by two renames, so no reader finds it missing for longer than that.
+install_issued() {
+    mkdir -p "${etc}/archive" "${etc}/renewal" "${etc}/live"
+    rm -rf "${etc}/accounts" "${etc}/archive/${name}"
+    mv "${staged}/accounts" "${etc}/accounts"
+    mv "${staged}/archive/${name}" "${etc}/archive/${name}"
+    sed "s#${staged}#${etc}#g" "${staged}/renewal/${name}.conf" >"${etc}/renewal/${name}.conf"
+    rm -rf "${parked}"
+    if [ -e "${live}" ]; then mv "${live}" "${parked}"; fi
+    mv "${staged}/live/${name}" "${live}"
+    rm -rf "${parked}" "${staged}"
 }
 
 renew() {
