@@ -293,14 +293,23 @@ def test_management_port_serves_actuator_and_metrics(jar, start_app):
         assert running.request(path)[0] == 404, path  # not on the server port any more
     assert running.request("/api/version")[0] == 200
     assert running.request("/api/nothing-here")[0] == 404
-    content_type, text = scrape(base + "/actuator/prometheus")
-    assert content_type.startswith("text/plain; version=0.0.4")
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    samples = {(s.name, s.labels.get("uri"), s.labels.get("status"), s.labels.get("le")): s.value
-               for s in families["http_server_requests_seconds"].samples}
-    assert samples[("http_server_requests_seconds_count", "/api/version", "200", None)] == 1
     # The three /actuator requests to the server port and /api/nothing-here: no route, 404.
-    assert samples[("http_server_requests_seconds_count", "NOT_FOUND", "404", None)] == 4
+    expected = {("http_server_requests_seconds_count", "/api/version", "200", None): 1,
+                ("http_server_requests_seconds_count", "NOT_FOUND", "404", None): 4}
+    # A request is counted once its response is written, so a scrape right after the last answer
+    # may not see it yet: scrape until the counts are as expected, for up to 5 s (more still fails).
+    deadline = time.monotonic() + 5
+    while True:
+        content_type, text = scrape(base + "/actuator/prometheus")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        samples = {(s.name, s.labels.get("uri"), s.labels.get("status"), s.labels.get("le")): s.value
+                   for s in families["http_server_requests_seconds"].samples}
+        if all(samples.get(key) == count for key, count in expected.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    for key, count in expected.items():
+        assert samples.get(key) == count, key
     assert samples[("http_server_requests_seconds_bucket", "/api/version", "200", "+Inf")] == 1
     # Micrometer's default buckets between 1 ms and 30 s: 68 finite ones (the committed Spring
     # Boot sample has 0.022369621 and 1.073741824 among them).
