@@ -167,6 +167,11 @@ def outage_of(samples: list[tuple[float, bool]], began: float) -> tuple[float, f
     return last_up, back
 
 
+# This shared 2-core machine's scheduling jitter on a measured window. A load's own resolution
+# (the gap between two of its requests) is added where a window is compared.
+NOISE = 1.0
+
+
 def under_strict_load(stack: Stack, name: str, fault, *, probe: str | None = None, settle: float = 4.0,
                       rate: float = 40.0) -> tuple[Outage, Writer]:
     """Run `fault()` under strict load (`rate`/s split over /api/pets and /, plus 5 writes/s),

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Sample:
-    at: float
+    at: float  # when the answer (or the error) came
     ok: bool
     status: int
     version: str
     error: str = ""
+    sent: float = 0.0  # when the request went out
 
 
 @dataclass
@@ -43,11 +44,12 @@ class Load:
             with self._lock:
                 if len(self.samples) >= self.max_requests:
                     return
+            sent = time.monotonic()
             try:
                 status, version = self.send()
-                sample = Sample(time.monotonic(), 200 <= status < 400, status, version)
+                sample = Sample(time.monotonic(), 200 <= status < 400, status, version, sent=sent)
             except Exception as err:  # noqa: BLE001 - every transport error is a failed request
-                sample = Sample(time.monotonic(), False, 0, "", f"{type(err).__name__}: {err}")
+                sample = Sample(time.monotonic(), False, 0, "", f"{type(err).__name__}: {err}", sent=sent)
             with self._lock:
                 self.samples.append(sample)
             next_at += interval
@@ -80,14 +82,21 @@ class Load:
         times = sorted(s.at for s in self.samples)
         return (len(times) - 1) / (times[-1] - times[0])
 
+    def resolution(self) -> float:
+        """Seconds between two requests: how finely this load can see a window open and close."""
+        rate = self.achieved_rate()
+        return 1.0 / rate if rate else self.threads / self.rate
+
     def longest_error_window(self) -> float:
-        """Seconds from the first failure of a streak to the next success, the longest streak."""
+        """Seconds from the first failure of a streak to the sending of the request that succeeded
+        next, the longest streak. The window ends when the service took a request again, so a slow
+        answer on a busy machine does not stretch it."""
         longest, streak_start = 0.0, None
         for sample in sorted(self.samples, key=lambda s: s.at):
             if not sample.ok and streak_start is None:
                 streak_start = sample.at
             elif sample.ok and streak_start is not None:
-                longest = max(longest, sample.at - streak_start)
+                longest = max(longest, sample.sent - streak_start)
                 streak_start = None
         if streak_start is not None:
             longest = max(longest, self.samples[-1].at - streak_start)
