@@ -42,6 +42,10 @@ skipped checks, and `--require-all` turns a SKIP into a failure. Exit status: 0 
 Runs after `copier copy` (a Copier task) and inside the deployment folder: `make validate`
 (`make validate FULL=1` for --full) or `python3 scripts/validate.py`. It is read-only: it never
 changes a file (only --install-tools writes, into .tools/).
+
+VALIDATE_CACHE=<directory> makes the two slowest linters, shellcheck and ansible-lint, remember
+what they passed there: the next run lints only the scripts (or the playbook) whose bytes, sourced
+libraries, tool or flags changed since. Only passes are kept, so a failure always runs again.
 """
 
 from __future__ import annotations
@@ -112,6 +116,38 @@ EDGE_MOUNTS = ("/etc/nginx-site/", "/etc/nginx-state/", "/etc/nginx/", "/etc/let
 STATUSES = ("PASS", "WARN", "FAIL", "SKIP")  # a WARN passes, and says what to change
 
 
+class PassCache:
+    """Inputs a linter passed, remembered as empty files named by a digest of the tool's binary,
+    its arguments and the bytes of every input; off when `directory` is empty."""
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory) if directory else None
+
+    @staticmethod
+    def key(tool: str, args: list[str], inputs: list[Path]) -> str:
+        digest = hashlib.sha256()
+        binary = Path(tool).resolve().stat()
+        digest.update(f"{Path(tool).resolve()} {binary.st_size} {binary.st_mtime_ns}\0{args}\0".encode())
+        for path in sorted(set(inputs)):
+            digest.update(f"{path}\0".encode())
+            digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+    def passed(self, key: str) -> bool:
+        return self.directory is not None and (self.directory / key).exists()
+
+    def remember(self, keys: list[str]) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            (self.directory / key).touch()
+
+
+SOURCE_DIRECTIVE = re.compile(r"#\s*shellcheck\s+source=(\S+)")
+
+
 @dataclass
 class Result:
     name: str
@@ -131,6 +167,7 @@ class Validator:
         self._local = threading.local()  # per-check result list while run_all runs checks side by side
         self._dummy: tuple[bytes, bytes] | None = None  # (certificate, key) for nginx -t, made once
         self._dummy_lock = threading.Lock()
+        self.passes = PassCache(os.environ.get("VALIDATE_CACHE", ""))
 
     # -- helpers ---------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
@@ -492,10 +529,31 @@ class Validator:
         shellcheck = self.tool("shellcheck")
         if not shellcheck:
             return self.skip("shellcheck", "shellcheck")
+        args = ["-x", "-P", "SCRIPTDIR", "-f", "gcc"]
         scripts = self.shell_scripts()
-        proc = self.run([shellcheck, "-x", "-P", "SCRIPTDIR", "-f", "gcc", *map(self.rel, scripts)])
-        problems = proc.stdout.splitlines() if proc.returncode else []
-        self.add("shellcheck", problems, f"{len(scripts)} scripts")
+        keys = {script: self.passes.key(shellcheck, args, self.sourced(script)) for script in scripts}
+        todo = [script for script in scripts if not self.passes.passed(keys[script])]
+        problems = []
+        if todo:
+            proc = self.run([shellcheck, *args, *map(self.rel, todo)])
+            problems = proc.stdout.splitlines() if proc.returncode else []
+            if not proc.returncode:
+                self.passes.remember([keys[script] for script in todo])
+        unchanged = f", {len(scripts) - len(todo)} passed unchanged before" if len(todo) < len(scripts) else ""
+        self.add("shellcheck", problems, f"{len(scripts)} scripts{unchanged}")
+
+    def sourced(self, script: Path) -> list[Path]:
+        """The script and every library it sources, by its `# shellcheck source=` directives
+        (relative to this folder, as shellcheck reads them here), transitively."""
+        found, todo = [], [script]
+        while todo:
+            path = todo.pop()
+            if path in found:
+                continue
+            found.append(path)
+            if path.is_file():
+                todo += [self.repo / name for name in SOURCE_DIRECTIVE.findall(path.read_text(errors="replace"))]
+        return found
 
     def check_hadolint(self) -> None:
         hadolint = self.tool("hadolint")
@@ -619,13 +677,21 @@ class Validator:
         lint = self.tool("ansible-lint")
         if not lint or not self.tool("ansible-playbook"):
             return self.skip("ansible-lint", "ansible-lint" if not lint else "ansible-playbook")
+        args = ["--profile", "production", "--offline", "--nocolor", "-q", "-f", "pep8", "."]
+        # The playbook, and the configuration files ansible-lint may find above it.
+        configs = [p for folder in (self.repo, self.repo.parent) for p in folder.glob(".[ay]*l*") if p.is_file()]
+        key = self.passes.key(lint, args, [p for p in playbook_dir.rglob("*") if p.is_file()] + configs)
+        if self.passes.passed(key):
+            return self.add("ansible-lint", [], "production profile, passed unchanged before")
         bin_dir = str(Path(lint).parent)
-        proc = self.run([lint, "--profile", "production", "--offline", "--nocolor", "-q", "-f", "pep8", "."],
+        proc = self.run([lint, *args],
                         cwd=playbook_dir, env={**os.environ, "ANSIBLE_CONFIG": str(playbook_dir / "ansible.cfg"),
                                                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
         problems = [f"provision/{line}" for line in proc.stdout.splitlines() if line.strip()]
         if proc.returncode and not problems:
             problems = [f"provision/site.yml:1: ansible-lint failed: {proc.stderr.strip().splitlines()[-1:]}"]
+        if not proc.returncode:
+            self.passes.remember([key])
         self.add("ansible-lint", problems, "production profile")
 
     # -- running ---------------------------------------------------------------------------

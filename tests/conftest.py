@@ -19,6 +19,17 @@ from answer_sets import SUPPORTED  # noqa: E402
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 SUMMARY: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def validate_passes(tmp_path_factory):
+    """One VALIDATE_CACHE for the run, shared by pytest-xdist's workers: the answer sets' renders
+    share most of their scripts, so shellcheck and ansible-lint lint each distinct input once per
+    run (validate.py keeps only passes, keyed by the bytes of every input and the tool)."""
+    base = tmp_path_factory.getbasetemp()
+    directory = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "validate-passes"
+    os.environ.setdefault("VALIDATE_CACHE", str(directory))
+    return directory
 # Parameters that name an answer set of answer_sets.SUPPORTED; their tests share one render.
 ANSWER_SET_PARAMS = ("name", "answer_set")
 

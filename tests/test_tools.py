@@ -313,3 +313,53 @@ def test_pinned_images_pass_and_dockerfile_args_and_stages_are_resolved(rendered
     status, problems = results(run_validate(project).stdout)["base image digests"]
     assert status == "WARN" and len(problems) == 1 and \
         problems[0].startswith("docker/backend/Dockerfile:2: eclipse-temurin:21-jre is not pinned by digest"), problems
+
+
+def test_the_pass_cache_lints_only_what_changed_and_never_keeps_a_failure(tmp_path, monkeypatch):
+    """VALIDATE_CACHE: a script is linted again when it or a library it sources changes; a failure
+    is never remembered."""
+    (tmp_path / "scripts/lib").mkdir(parents=True)
+    lib = tmp_path / "scripts/lib/common.sh"
+    lib.write_text("#!/usr/bin/env bash\n# shellcheck disable=SC2034\nGREETING=hello\n")
+    uses_lib = ('#!/usr/bin/env bash\n# shellcheck source=scripts/lib/common.sh\n'
+                'source "$(dirname "$0")/lib/common.sh"\necho "${GREETING}"\n')
+    (tmp_path / "scripts/a.sh").write_text(uses_lib)
+    (tmp_path / "scripts/b.sh").write_text(uses_lib)
+    alone = tmp_path / "scripts/c.sh"
+    alone.write_text('#!/usr/bin/env bash\necho "alone"\n')
+
+    def shellcheck_note(cache: Path | None) -> tuple[str, str]:
+        if cache:
+            monkeypatch.setenv("VALIDATE_CACHE", str(cache))
+        else:
+            monkeypatch.delenv("VALIDATE_CACHE", raising=False)
+        validator = validate.Validator(tmp_path, full=True)
+        validator.check_shellcheck()
+        (result,) = validator.results
+        return result.status, result.note
+
+    cache = tmp_path / "passes"
+    assert shellcheck_note(cache) == ("PASS", "4 scripts")
+    assert shellcheck_note(cache) == ("PASS", "4 scripts, 4 passed unchanged before")
+    lib.write_text(lib.read_text() + "# changed\n")  # itself, and a.sh and b.sh that source it: linted again
+    assert shellcheck_note(cache) == ("PASS", "4 scripts, 1 passed unchanged before")
+    alone.write_text('#!/usr/bin/env bash\necho $1\n')  # SC2086: unquoted
+    for _ in range(2):  # the failure is found each time, never remembered
+        status, note = shellcheck_note(cache)
+        assert (status, note) == ("FAIL", "4 scripts, 3 passed unchanged before")
+    assert shellcheck_note(None) == ("FAIL", "4 scripts")  # no cache: every script each time
+
+
+def test_a_pass_is_keyed_by_the_tool_its_arguments_and_every_inputs_bytes(tmp_path):
+    tool, playbook = tmp_path / "ansible-lint", tmp_path / "site.yml"
+    tool.write_text("#!/bin/sh\n")
+    playbook.write_text("- hosts: all\n")
+    key = validate.PassCache.key(str(tool), ["-q"], [playbook])
+    assert validate.PassCache.key(str(tool), ["-q"], [playbook]) == key
+    assert validate.PassCache.key(str(tool), ["-q", "--offline"], [playbook]) != key
+    assert validate.PassCache.key(str(tool), ["-q"], [playbook, tmp_path / "missing.yml"]) != key
+    playbook.write_text("- hosts: web\n")
+    edited = validate.PassCache.key(str(tool), ["-q"], [playbook])
+    assert edited != key
+    tool.write_text("#!/bin/sh\n# a new version\n")
+    assert validate.PassCache.key(str(tool), ["-q"], [playbook]) != edited
