@@ -98,6 +98,7 @@ def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: st
             # CI's deploy key pair on the operator's machine (.pub beside it): make provision
             # creates it and installs the public half, make github stores the private half.
             "ci_key": f"~/.ssh/{project_slug}-{env}-ci",
+            "ci_key_shell": f"${{HOME}}/.ssh/{project_slug}-{env}-ci",  # the same path, as scripts expand it
         })
     return {
         "docker_source": source,

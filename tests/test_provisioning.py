@@ -39,6 +39,10 @@ def test_each_server_environment_is_one_inventory_host_with_its_deploy_user_and_
         ("staging", "petory-staging", "stage", "/srv/petory", "/srv/petory/deploy"),
         ("prod", "petory-prod", "deploy", "/opt/petory", "/opt/petory/deploy"),
     ]
+    # CI's key, as the docs print it and as the scripts expand it: one path.
+    assert [(h["ci_key"], h["ci_key_shell"]) for h in hosts] == [
+        ("~/.ssh/petory-staging-ci", "${HOME}/.ssh/petory-staging-ci"),
+        ("~/.ssh/petory-prod-ci", "${HOME}/.ssh/petory-prod-ci")]
 
 
 @pytest.mark.parametrize("source,packages", [
