@@ -171,6 +171,7 @@ TASKS = (
     ("provision", True, "Provision the server of ENV with Ansible from this machine: Docker, accounts, sshd, firewall, checkout, env file, timers (`CHECK=1` shows the changes only; `ARGS=` go to provision.sh)", "servers"),
     ("host-audit", True, "Compare the server's live firewall rules with the provisioned ones; exits non-zero on any drift (`SSH=` is the ssh command)", "servers"),
     ("github", True, "Create the GitHub environment ENV with its deploy secrets: CI's key from `make provision` and the server's host key from your known_hosts (gh CLI; `ARGS=` go to github-setup.sh)", "servers"),
+    ("recover", True, "Bring ENV back on a new server after `make provision` and `make github`: `VERSION`, the release it ran, deployed and smoke-checked; the bundled MySQL's newest off-site dump is restored first (`DUMP=` picks one, `IDENTITY=` the age key)", "servers"),
     ("env-sync", True, "Add keys that a template update introduced to the env file (new secrets generated)", None),
     ("config", True, "Print the resolved Compose configuration of ENV (changes nothing)", None),
     ("build", False, "Build both images tagged `VERSION` (default `sha-<commit>`), e.g. for `make deploy ... PULL=0`", None),
@@ -216,6 +217,16 @@ def _go_live(servers: list[str]) -> dict:
     return {env: [{"step": "provision", "command": f"make provision ENV={env}"},
                   {"step": "github", "command": f"make github ENV={env}"},
                   {"step": f"release_{env}", "command": RELEASE_COMMANDS[env]}]
+            for env in servers}
+
+
+def _recovery(servers: list[str]) -> dict:
+    """deployment.recovery: env -> its three steps from a lost server to the site serving again on a
+    new one (DNS and the new host key first, as for going live), each {"step", "command"}: the
+    same provisioning and GitHub steps, then make recover; the docs' sentence for a step is
+    strings.<lang>.yaml recovery.<step>."""
+    go_live = _go_live(servers)
+    return {env: [*go_live[env][:2], {"step": "recover", "command": f"make recover ENV={env} VERSION={RELEASE_TAG}"}]
             for env in servers}
 
 
@@ -595,8 +606,10 @@ def build(answers: Mapping) -> dict:
         "acme": {"email": answers["acme_email"], "server": answers["acme_server"]} if flags["uses_letsencrypt"] else None,
         "tasks": _tasks(flags),
         "monitoring": _monitoring(answers, flags, answers["domain"], db),
-        "provision": provisioning.build(answers, servers, sites, answers["project_slug"], DEPLOY_DIR),
+        "provision": provisioning.build(answers, servers, sites, answers["project_slug"], DEPLOY_DIR,
+                                        backups=flags["bundled_mysql"]),
         "go_live": _go_live(servers),
+        "recovery": _recovery(servers),
         "release": {"tag": RELEASE_TAG, "commands": TAG_COMMANDS},
         "metrics": {
             "textfile_dir": TEXTFILE_DIR,

@@ -68,6 +68,9 @@ FIREWALL = {
     "confirm_within_seconds": 60,
 }
 BASE_PACKAGES = ["git", "unattended-upgrades", "systemd-timesyncd", "sudo", "ca-certificates", "python3", "iptables"]
+# With the bundled MySQL: scripts/backup-db.sh encrypts each dump with age on the host, and
+# scripts/restore-db.sh decrypts one there (a recovery onto a new server restores at once).
+BACKUP_PACKAGES = ["age"]
 ENV_FILE_MODE = "0600"
 # The GitHub environments that scripts/github-setup.sh creates (make github ENV=<env>): the
 # secrets deploy-environment.yml reads, and the release tags deploy-pipeline.yml runs on. A
@@ -79,7 +82,8 @@ REVIEWED_ENVIRONMENTS = ("prod",)
 CONTAINER_TYPES = ["docker", "container", "lxc", "podman", "openvz", "systemd-nspawn"]
 
 
-def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: str, deploy_dir: str) -> dict | None:
+def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: str, deploy_dir: str,
+          backups: bool = False) -> dict | None:
     """deployment.provision: None without a server environment (dev only)."""
     if not servers:
         return None
@@ -99,6 +103,8 @@ def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: st
             # creates it and installs the public half, make github stores the private half.
             "ci_key": f"~/.ssh/{project_slug}-{env}-ci",
             "ci_key_shell": f"${{HOME}}/.ssh/{project_slug}-{env}-ci",  # the same path, as scripts expand it
+            # The deploy user's read-only key for a repository over SSH (a deploy key of it).
+            "repository_key": f"/home/{ssh['user']}/.ssh/{project_slug}-repository",
         })
     return {
         "docker_source": source,
@@ -109,7 +115,7 @@ def build(answers: Mapping, servers: list[str], sites: Mapping, project_slug: st
         "sysctl": SYSCTL,
         "journald": JOURNALD,
         "sshd": SSHD,
-        "base_packages": BASE_PACKAGES,
+        "base_packages": BASE_PACKAGES + (BACKUP_PACKAGES if backups else []),
         "container_types": CONTAINER_TYPES,
         "admin_user": admin,
         "firewall": {**FIREWALL, "admin_cidrs_v4": [c for c in answers["admin_cidrs"] if ":" not in c],

@@ -7,6 +7,7 @@ is rendered from, and that ansible-lint (production profile, through validate.py
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 import answers_rules
 import deployment
 import provisioning
+from script_helpers import bash, functions, reasons
 from test_model import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +45,19 @@ def test_each_server_environment_is_one_inventory_host_with_its_deploy_user_and_
     assert [(h["ci_key"], h["ci_key_shell"]) for h in hosts] == [
         ("~/.ssh/petory-staging-ci", "${HOME}/.ssh/petory-staging-ci"),
         ("~/.ssh/petory-prod-ci", "${HOME}/.ssh/petory-prod-ci")]
+
+
+def test_age_is_installed_where_the_bundled_mysql_is_backed_up():
+    assert "age" in model()["provision"]["base_packages"]
+    assert "age" not in model(database="external", db_host="db.internal.example.com")["provision"]["base_packages"]
+
+
+def test_recovery_provisions_gives_github_the_new_host_key_then_restores_and_deploys_the_release():
+    recovery = model(environments=["staging", "prod"])["recovery"]
+    assert {env: [step["command"] for step in steps] for env, steps in recovery.items()} == {
+        env: [f"make provision ENV={env}", f"make github ENV={env}", f"make recover ENV={env} VERSION=v1.0.0"]
+        for env in ("staging", "prod")}
+    assert model(environments=["dev"])["recovery"] == {}
 
 
 @pytest.mark.parametrize("source,packages", [
@@ -135,3 +150,42 @@ def test_admin_ranges_split_by_family_and_an_empty_list_means_any_address():
     firewall = model(admin_cidrs=["203.0.113.0/24", "2001:db8::/32"])["provision"]["firewall"]
     assert firewall["admin_cidrs_v4"] == ["203.0.113.0/24"] and firewall["admin_cidrs_v6"] == ["2001:db8::/32"]
     assert model()["provision"]["firewall"]["admin_cidrs_v4"] == []  # rules.v4.j2: from 0.0.0.0/0
+
+
+KNOWN_GITHUB = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("git@github.com:petory-team/petory-deploy.git",
+     ["petory_repository_ssh_host=github.com", "petory_repository_known_hosts_file=<file>",
+      "petory_repository_github=petory-team/petory-deploy"]),
+    ("ssh://git@github.com/petory-team/petory-deploy",
+     ["petory_repository_ssh_host=github.com", "petory_repository_known_hosts_file=<file>",
+      "petory_repository_github=petory-team/petory-deploy"]),
+    ("https://github.com/petory-team/petory-deploy.git", []),
+    ("/srv/git/petory-deploy.git", []),
+])
+def test_a_repository_over_ssh_gets_its_host_the_operators_known_host_key_and_githubs_owner_and_name(
+        rendered, tmp_path, url, expected):
+    deploy = rendered("defaults") / "deploy"
+    (tmp_path / "known_hosts").write_text(KNOWN_GITHUB + "\n")
+    code = functions(deploy / "scripts/provision.sh", "repository_access") + \
+        f'repository_access "{url}"; printf "%s\\n" "${{REPOSITORY_ARGS[@]}}"; cat "${{KNOWN_HOSTS_FILE:-/dev/null}}"'
+    proc = bash(deploy, code, env={"ANSIBLE_SSH_COMMON_ARGS": f"-F /dev/null -o UserKnownHostsFile={tmp_path}/known_hosts"})
+    assert proc.returncode == 0, proc.stderr
+    words = [word for word in proc.stdout.splitlines() if word]  # printf prints one empty line for none
+    arguments, known_hosts = words[:2 * len(expected)], words[2 * len(expected):]
+    assert arguments[0::2] == ["-e"] * len(expected)
+    assert [re.sub(r"=/tmp/tmp\.\w+$", "=<file>", w) for w in arguments[1::2]] == expected
+    assert known_hosts == ([KNOWN_GITHUB] if expected else [])
+
+
+def test_a_repository_host_missing_from_known_hosts_is_named_before_anything_runs(rendered, tmp_path):
+    deploy = rendered("defaults") / "deploy"
+    (tmp_path / "known_hosts").write_text(KNOWN_GITHUB + "\n")
+    code = functions(deploy / "scripts/provision.sh", "repository_access") + \
+        'repository_access "ssh://git@git.example.com:2222/ops/petory-deploy.git"'
+    proc = bash(deploy, code, env={"ANSIBLE_SSH_COMMON_ARGS": f"-F /dev/null -o UserKnownHostsFile={tmp_path}/known_hosts"})
+    assert (proc.returncode, reasons(proc)) == (1, [
+        f"ERROR: the repository's host [git.example.com]:2222 is not in {tmp_path}/known_hosts: fetch from it over SSH "
+        "here once (git fetch), comparing the fingerprint with the one its provider publishes"])

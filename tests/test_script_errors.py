@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,57 @@ def test_rollback_applies_the_tag_rule_and_passes_the_option_on(history, refused
                                                   "2024-01-03T00:00:00Z prod 1.2.2 backend=blue frontend=blue\n")
     proc = refused(history, "scripts/rollback.sh", "prod", "--yes")
     assert (proc.returncode, reasons(proc)) == (2, [MUTABLE.format(tag="main", script="rollback.sh")])
+
+
+# --- recovery onto a new server ------------------------------------------------------------------
+
+@pytest.fixture
+def released(fresh):
+    """The private copy as a git checkout whose HEAD is the release v1.0.0."""
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "r"],
+                    ["tag", "v1.0.0"]):
+        run(fresh.parent, "git", *command).check_returncode()
+    return fresh
+
+
+@pytest.mark.parametrize("args,code,reason", [
+    ([], 2, "--version is missing: the release prod ran (git tag --sort=-creatordate | head -n 3); see scripts/recover.sh --help"),
+    (["--version", "latest"], 2, "refusing the mutable tag 'latest': deploy sha-<commit> or a release MAJOR.MINOR.PATCH, "
+                                 "or pass --allow-mutable-tag; see scripts/recover.sh --help"),
+    (["--version", "v2.0.0"], 1, "v2.0.0 is neither a tag nor sha-<commit> of this checkout (git fetch --tags first?); nothing changed"),
+    (["--version", "v1.0.0", "--dump", "/nonexistent/petory-20260101T033000Z.sql.gz"], 1,
+     "cannot read the dump /nonexistent/petory-20260101T033000Z.sql.gz"),
+    (["--version", "v1.0.0"], 1, "no --dump given, and BACKUP_SFTP_TARGET (the off-site storage) is set neither in the "
+                                 "environment nor in env/prod.env; give the dump with --dump FILE"),
+], ids=["no version", "mutable", "unknown tag", "missing dump", "no off-site storage"])
+def test_recover_refuses_bad_input_before_it_logs_in(released, refused, args, code, reason):
+    proc = refused(released, "scripts/recover.sh", "prod", *args, env={"BACKUP_SFTP_TARGET": ""})
+    assert (proc.returncode, reasons(proc)) == (code, [f"ERROR: {reason}"]), proc.stderr
+
+
+def test_recover_needs_a_dump_named_by_backup_db_and_the_age_key_of_an_encrypted_one(released, refused, tmp_path):
+    odd, encrypted = tmp_path / "copy.sql.gz", tmp_path / "petory-20260101T033000Z.sql.gz.age"
+    odd.write_bytes(b"x")
+    encrypted.write_bytes(b"x")
+    proc = refused(released, "scripts/recover.sh", "prod", "--version", "v1.0.0", "--dump", str(odd))
+    assert (proc.returncode, reasons(proc)) == (1, [
+        "ERROR: copy.sql.gz is not named as scripts/backup-db.sh names dumps (<database>-<UTC time>.sql.gz[.age])"])
+    proc = refused(released, "scripts/recover.sh", "prod", "--version", "v1.0.0", "--dump", str(encrypted),
+                   env={"BACKUP_AGE_IDENTITY": ""})
+    assert (proc.returncode, reasons(proc)) == (1, [
+        f"ERROR: {encrypted.name} is encrypted: pass --identity FILE (or BACKUP_AGE_IDENTITY) with the age key of backup/age-recipients.txt"])
+
+
+def test_recover_names_the_host_and_account_it_cannot_log_in_to(released, refused, tmp_path):
+    """A server that does not answer (here a closed port on 127.0.0.1, through SSH=) stops it with one
+    line before anything is uploaded."""
+    dump = tmp_path / "petory-20260101T033000Z.sql.gz"
+    dump.write_bytes(gzip.compress(b"-- dump\n"))
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    ssh = f"ssh -F /dev/null -o HostName=127.0.0.1 -o Port={port} -o ConnectTimeout=5"
+    proc = refused(released, "scripts/recover.sh", "prod", "--version", "v1.0.0", "--dump", str(dump), env={"SSH": ssh})
+    assert proc.returncode == 1, proc.stderr
+    assert re.fullmatch(rf"ERROR: cannot log in to [\w.-]+ as admin and act as deploy: ssh: connect to host 127\.0\.0\.1 "
+                        rf"port {port}: Connection refused; run make provision ENV=prod first", reasons(proc)[-1]), proc.stderr

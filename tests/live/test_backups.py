@@ -21,17 +21,17 @@ import shutil
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from stack import Stack, free_port, render
+from sftp_target import SftpTarget
+from stack import Stack, render
 
 HERE = Path(__file__).resolve().parent
-SFTP_IMAGE = "petory-test/sftp-target:trixie"
 ROWS = 20_000
 DUMP = re.compile(r"petory-\d{8}T\d{6}Z\.sql\.gz(\.age)?")
+DUMP_TIME = re.compile(r"\d{8}T\d{6}Z")
 
 
 def sh(*cmd, check: bool = True, text: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -44,51 +44,6 @@ def sh(*cmd, check: bool = True, text: bool = True, **kwargs) -> subprocess.Comp
 def lines(proc) -> list[str]:
     """stderr without log()'s time of day."""
     return [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in proc.stderr.splitlines()]
-
-
-class SftpTarget:
-    """The off-site server: sshd with an SFTP-only account `offsite` chrooted to /srv/sftp."""
-
-    def __init__(self, workdir: Path):
-        self.name = f"petory-sftp-{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
-        self.key = workdir / "offsite_key"
-        self.known_hosts = workdir / "known_hosts"
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "petory-backup", "-f", self.key)
-
-    def start(self) -> None:
-        base = "petory-standin/debian:trixie"
-        if sh("docker", "image", "inspect", base, check=False).returncode:
-            base = "debian:trixie"
-        sh("docker", "build", "-q", "--build-arg", f"BASE={base}", "-t", SFTP_IMAGE, HERE / "sftp",
-           env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=900)
-        sh("docker", "run", "-d", "--name", self.name, "-p", f"127.0.0.1:{self.port}:22",
-           "-e", f"AUTHORIZED_KEY={Path(f'{self.key}.pub').read_text().strip()}", SFTP_IMAGE)
-        deadline = time.monotonic() + 60
-        while sh("docker", "exec", self.name, "test", "-s", "/etc/ssh/authorized_keys/offsite", check=False).returncode:
-            assert time.monotonic() < deadline, sh("docker", "logs", self.name, check=False).stderr
-            time.sleep(0.3)
-        # The host key as ssh records a non-standard port: read from the server, never scanned.
-        key = sh("docker", "exec", self.name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()
-        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {key[0]} {key[1]}\n")
-
-    @property
-    def settings(self) -> dict[str, str]:
-        return {"BACKUP_COPY_COMMAND": "scripts/offsite-sftp.sh",
-                "BACKUP_SFTP_TARGET": f"sftp://offsite@127.0.0.1:{self.port}/petory",
-                "BACKUP_SFTP_IDENTITY": str(self.key), "BACKUP_SFTP_KNOWN_HOSTS": str(self.known_hosts)}
-
-    def files(self) -> dict[str, str]:
-        """name -> sha256 of every file the account holds."""
-        out = sh("docker", "exec", self.name, "sh", "-c", "cd /srv/sftp/petory && sha256sum -- * 2>/dev/null || true").stdout
-        return {name: digest for digest, name in (line.split(maxsplit=1) for line in out.splitlines())}
-
-    def fetch(self, name: str, dest: Path) -> Path:
-        sh("docker", "cp", f"{self.name}:/srv/sftp/petory/{name}", dest)
-        return dest / name
-
-    def stop(self) -> None:
-        sh("docker", "rm", "-f", "-v", self.name, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -311,8 +266,17 @@ def test_the_restore_drill_where_the_key_lives_reports_every_table_against_produ
     away = tmp_path / "elsewhere"
     shutil.copytree(stack.deploy_dir, away / "deploy", symlinks=True,
                     ignore=shutil.ignore_patterns("env", "backups", ".deploy"))
-    name = next(iter(sftp.files()))
-    copy = sftp.fetch(name, tmp_path)
+    # The newest dump by its name's time (what a recovery onto a new server restores), size-checked.
+    offsite = sftp.files()
+    newest = max(offsite, key=lambda name: DUMP_TIME.search(name).group())
+    fetch = ["scripts/offsite-sftp.sh", "--fetch-latest", str(tmp_path), "--env", stack.env]
+    proc = run(stack, *fetch, env=sftp.settings)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    copy = Path(proc.stdout.strip())
+    assert copy == tmp_path / newest and hashlib.sha256(copy.read_bytes()).hexdigest() == offsite[newest]
+    assert copy.stat().st_mode & 0o777 == 0o600 and not list(tmp_path.glob("*.partial"))
+    again = run(stack, *fetch, env=sftp.settings)  # never over a file that is there
+    assert again.returncode == 1 and lines(again)[-1] == f"ERROR: {copy} exists already; nothing fetched (remove it, or use it)", again.stderr
     began = time.monotonic()
     proc = run(stack, "scripts/restore-drill.sh", stack.env, "--dump", str(copy), cwd=away / "deploy",
                env={"BACKUP_AGE_IDENTITY": str(identity), "METRICS_TEXTFILE_DIR": str(metrics)})

@@ -18,6 +18,9 @@ approval of a prod deploy is a click in its UI, not a command; the test skips it
 (deploy-ci.yml) are tests/live/test_first_ci_run.py's.
 
 Stand-ins for what these machines cannot reach, each outside the generated files:
+* GitHub's git side: the origin is a private repository at git@github.com:petory-team/petory.git,
+  an sshd container that DNS calls github.com; `make provision` gives it the server's read-only
+  deploy key through the stub `gh`, which adds the key to that sshd's authorized keys.
 * GHCR: Debian's docker-registry in a container; CI pushes to 127.0.0.1:<port>, and on the server a
   forwarder listens on its own 127.0.0.1:<port> (Docker trusts plain HTTP on loopback).
 * Docker Hub: the stand-in base images (MySQL, Redis, nginx, certbot) are loaded into the server's
@@ -33,6 +36,7 @@ running, and the clients' error window is measured.
 
 from __future__ import annotations
 
+import calendar
 import http.client
 import json
 import re
@@ -51,17 +55,21 @@ from pathlib import Path
 import pytest
 
 from ci_play import JAR_NAME, STUBS, Actions, application_repository, commit_all, git, stub_environment
-from faults import NOISE, under_strict_load
+from faults import Writer, under_strict_load
 from fresh_server import IMAGE as SERVER_IMAGE
 from fresh_server import FreshServer, build_image
 from sample_app import build_backend_jar, build_frontend
-from ssh_server import sh
+from sftp_target import SftpTarget
+from ssh_server import Server, server_base_image, sh
 from stack import Response, _SNIConnection, free_port, render
 from standins import ensure_tool_images
 from workflow_runner import Runner
 
 pytestmark = pytest.mark.live
 
+# The longest run of failed requests an engine restart may cost (issue 18): its embedded DNS and
+# port rules are away for a moment while it starts.
+ENGINE_RESTART_WINDOW = 1.0
 DOMAIN = "petory.app"  # a real-looking name: the deploy job refuses placeholder domains
 REGISTRY_PORT = free_port()
 IMAGES = {app: f"127.0.0.1:{REGISTRY_PORT}/petory-team/petory-{app}" for app in ("backend", "frontend")}
@@ -106,7 +114,16 @@ def docker(*args: str, check: bool = True, timeout: int = 300) -> subprocess.Com
 
 def readme_commands(readme: Path) -> list[str]:
     """The numbered commands of the README's first section, as an operator copies them."""
-    section = readme.read_text().split("\n## ", 2)[1]
+    return numbered_commands(readme.read_text().split("\n## ", 2)[1])
+
+
+def runbook_commands(doc: Path, command: str) -> list[str]:
+    """The numbered commands of the section of DOC whose steps include COMMAND (either language)."""
+    section = next(part for part in doc.read_text().split("\n## ") if f"`{command} " in part)
+    return numbered_commands(section)
+
+
+def numbered_commands(section: str) -> list[str]:
     return re.findall(r"(?m)^\d+\. `([^`]+)`", section)
 
 
@@ -133,6 +150,44 @@ class Registry:
 
     def stop(self) -> None:
         docker("rm", "-f", "-v", self.name, check=False)
+
+
+class GitHost:
+    """GitHub's git side: sshd (tests/live/ssh/) serving git@github.com:petory-team/petory.git from
+    the origin. Its `git` account is uid 0, so it writes the origin as root does here; it lets in
+    the operator's key and the deploy keys that `gh api .../keys` (the stub) adds to `keys`."""
+
+    URL = "git@github.com:petory-team/petory.git"
+
+    def __init__(self, shared: Path, origin: Path, operator_key: str):
+        self.keys = shared / "git-keys/authorized_keys"
+        self.origin = origin
+        self.operator_key = operator_key
+        # StrictModes off: the keys file is under /var/tmp, which is world-writable (sticky).
+        self.server = Server(shared, operator_key, server_base_image(),
+                             sshd_options=("PermitRootLogin=prohibit-password", f"AuthorizedKeysFile={self.keys}",
+                                           "StrictModes=no"))
+
+    def start(self) -> None:
+        self.keys.parent.mkdir()
+        self.keys.write_text(self.operator_key + "\n")
+        self.server.start()
+        self.server.exec("sh", "-c", "useradd -o -u 0 -g 0 -M -d /home/git -s /bin/bash git && "
+                         f"mkdir -p /home/git/petory-team && ln -s {self.origin} /home/git/petory-team/petory.git")
+
+    @property
+    def address(self) -> str:
+        return container_address(self.server.name)
+
+    def known_hosts_line(self) -> str:
+        key = self.server.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()
+        return f"github.com {key[0]} {key[1]}"
+
+    def deploy_keys(self) -> list[str]:
+        return [line for line in self.keys.read_text().splitlines()[1:] if line]
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 class Pebble:
@@ -191,6 +246,11 @@ class Pebble:
         except OSError:
             return b""
 
+    def point_dns_at(self, address: str) -> None:
+        """DNS moves to a new server: pebble validates HTTP-01 there from now on."""
+        docker("exec", "-u", "0", self.name, "sh", "-c", f"grep -vw {DOMAIN} /etc/hosts >/tmp/hosts; "
+               f"printf '%s\\t%s\\n' {address} {DOMAIN} >>/tmp/hosts; cat /tmp/hosts >/etc/hosts")
+
     def stop(self) -> None:
         docker("rm", "-f", self.name, check=False)
 
@@ -227,6 +287,7 @@ class Operator:
     checkout: Path = field(init=False)
     home: Path = field(init=False)
     hosts: Path = field(init=False)
+    github: GitHost | None = None  # GitHub's git side, once it runs: its name in DNS and known_hosts
 
     def __post_init__(self):
         self.home = self.work / "home"
@@ -247,19 +308,23 @@ class Operator:
         return (self.home / ".ssh/id_ed25519.pub").read_text().strip()
 
     def point_dns_at(self, server: FreshServer) -> None:
-        self.hosts.write_text(f"127.0.0.1 localhost\n{server.address} {DOMAIN}\n")
-        (self.home / ".ssh/known_hosts").write_text(server.host_key_line(DOMAIN) + "\n")
+        github = [f"{self.github.address} github.com"] if self.github else []
+        self.hosts.write_text("\n".join(["127.0.0.1 localhost", f"{server.address} {DOMAIN}", *github]) + "\n")
+        known = [server.host_key_line(DOMAIN), *([self.github.known_hosts_line()] if self.github else [])]
+        (self.home / ".ssh/known_hosts").write_text("\n".join(known) + "\n")
 
     def environ(self) -> dict[str, str]:
         return {"PATH": f"{self.work / 'bin'}:{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
                 "HOME": str(self.home), "LANG": "C.UTF-8", "STUB_DIR": str(self.work / "gh-calls"),
                 "ANSIBLE_SSH_COMMON_ARGS": f"-F {self.home}/.ssh/config", "ANSIBLE_FORCE_COLOR": "0",
-                "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp")}
+                "ANSIBLE_LOCAL_TEMP": str(self.work / "ansible-tmp"), "GIT_SSH_COMMAND": f"ssh -F {self.home}/.ssh/config",
+                "SSH": f"ssh -F {self.home}/.ssh/config",  # what make host-audit and make recover log in with
+                "STUB_DEPLOY_KEYS": str(self.github.keys) if self.github else ""}
 
-    def run(self, command: str) -> subprocess.CompletedProcess:
-        """One command of the README, typed in deploy/."""
+    def run(self, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """One command of the README, typed in deploy/ (`env`: what the operator's shell adds)."""
         return subprocess.run([*seeing_dns(self.hosts), "bash", "-c", command], cwd=self.checkout / "deploy",
-                              env=self.environ(), capture_output=True, text=True, timeout=1200)
+                              env={**self.environ(), **(env or {})}, capture_output=True, text=True, timeout=1200)
 
     def github_secrets(self) -> dict[str, str]:
         """What `gh secret set NAME` received on stdin, by NAME."""
@@ -276,6 +341,7 @@ class Site:
     version: str
     timings: list[tuple[str, float]]
     deploy_output: str
+    registry: Registry
 
     def request(self, method: str, path: str, *, body: bytes | None = None, headers: dict | None = None,
                 timeout: float = 15) -> Response:
@@ -350,32 +416,34 @@ def play_the_pipeline(operator: Operator, pebble: Pebble, workdir: Path, samples
 
 
 @pytest.fixture(scope="module")
-def site(base_images, tmp_path_factory, summary):
+def site(base_images, age_key_pair, tmp_path_factory, summary):
     work = tmp_path_factory.mktemp("go-live")
     tools = ensure_tool_images(["certbot", "pebble"], log=lambda _: None)
     build_image()
-    # The origin ("GitHub"), at the same path on the server, which clones it; not under /tmp, which
-    # Debian 13 covers with a tmpfs.
+    # The origin, which GitHost serves over SSH from the same path (bind-mounted).
     shared = Path(tempfile.mkdtemp(prefix="petory-golive-", dir="/var/tmp"))
     shared.chmod(0o755)
     origin = shared / "petory.git"
     operator = Operator(work, origin)
-    registry, server, pebble = Registry(work), None, None
+    registry, server, pebble, live, github = Registry(work), None, None, None, None
     try:
         # README.md's "Generate a deployment": copier copy in the application's checkout, commit, push.
         application = application_repository(work / "petory")
-        operator.checkout = render(application, {**ANSWERS, **base_images, "certbot_image": tools["certbot"]})
+        # Dumps encrypted to the session's age key: only encrypted dumps leave a server.
+        operator.checkout = render(application, {**ANSWERS, **base_images, "certbot_image": tools["certbot"],
+                                                 "backup_age_recipient": age_key_pair[1]})
         commit_all(application, "Deployment from the Petory template")
         sh("git", "init", "-q", "--bare", "-b", "main", origin)
         git(application, "remote", "add", "origin", origin)
         git(application, "push", "-q", "origin", "main")
+        # From here the origin is a private repository on "GitHub", reached over SSH.
+        github = GitHost(shared, origin, operator.admin_key)
+        github.start()
+        operator.github = github
+        git(application, "remote", "set-url", "origin", GitHost.URL)
         registry.start()
 
-        server = FreshServer(operator.admin_key, mounts=((shared, str(shared), "ro"),))
-        server.start()
-        # Where "GitHub" is a path owned by root here: the deploy user's git must be told it is safe.
-        server.exec("sh", "-c", f"printf '[safe]\\n\\tdirectory = {origin}\\n' >/etc/gitconfig")
-        operator.point_dns_at(server)
+        server = new_server(operator)
         pebble = Pebble(tmp_path_factory.mktemp("pebble"), tools["pebble"], server.address)
         pebble.start()
         with (operator.checkout / "deploy/env/prod.env").open("a") as env_file:
@@ -402,15 +470,24 @@ def site(base_images, tmp_path_factory, summary):
                 version, deploy_output = play_the_pipeline(operator, pebble, work, samples, npm_bin)
                 timings.append(("CI: version, images, deploy-prod (GitHub's part)", time.monotonic() - started))
         total = time.monotonic() - began
-        live = Site(operator, server, pebble, version, timings, deploy_output)
+        live = Site(operator, server, pebble, version, timings, deploy_output, registry)
         summary.append("go-live: " + "; ".join(f"{what}: {took:.0f} s" for what, took in timings)
                        + f"; {len(commands)} operator commands, {total:.0f} s in all (goal 600 s)")
         yield live
     finally:
-        for part in (pebble, server, registry):
+        for part in (pebble, server, live.server if live else None, registry, github):
             if part is not None:
                 part.stop()
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def new_server(operator: Operator) -> FreshServer:
+    """A fresh server that DNS and the operator's known_hosts point at; it finds GitHub by DNS too."""
+    server = FreshServer(operator.admin_key)
+    server.start()
+    server.exec("sh", "-c", f"echo '{operator.github.address} github.com' >>/etc/hosts")
+    operator.point_dns_at(server)
+    return server
 
 
 def preload(server: FreshServer, operator: Operator, registry: Registry, pebble: Pebble) -> None:
@@ -454,6 +531,14 @@ def test_three_commands_take_a_fresh_server_to_the_site_on_https(site, summary):
     running = set(site.server.exec("docker", "ps", "--format", "{{.Image}}").stdout.split())
     assert {f"{IMAGES[app]}:{site.version}" for app in IMAGES} <= running, running
     assert "smoke: GET https://" in site.deploy_output
+    # The private repository: the server cloned it over SSH with a key of its own, which make
+    # provision gave GitHub as a read-only deploy key (through gh).
+    checkout = site.server.exec("git", "-C", SERVER_DIR, "remote", "get-url", "origin", user="deploy").stdout.strip()
+    assert checkout == GitHost.URL
+    server_key = site.server.exec("cat", "/home/deploy/.ssh/petory-repository.pub").stdout.split()[:2]
+    assert site.operator.github.deploy_keys() == [" ".join(server_key)]
+    calls = (site.operator.work / "gh-calls/calls").read_text()
+    assert "api --method POST repos/petory-team/petory/keys " in calls and "-F read_only=true" in calls
     total = sum(took for _, took in site.timings)
     summary.append(f"go-live: the site answers on https://{DOMAIN} with pebble's certificate, images {site.version}; "
                    f"{total:.0f} s from the first command")
@@ -466,9 +551,9 @@ def _verified(site: Site):
         return None
 
 
-def test_a_docker_engine_restart_with_live_restore_keeps_containers_and_costs_only_the_restart(site, summary):
-    """live-restore keeps every container running through `systemctl restart docker`; clients lose
-    only the seconds the engine itself is away (its DNS and port rules), never a write."""
+def test_a_docker_engine_restart_with_live_restore_keeps_containers_and_no_failure_run_lasts_a_second(site, summary):
+    """live-restore keeps every container running through `systemctl restart docker`; while the engine
+    is away (its DNS and port rules) a few requests fail, never for a second in a row, and no write is lost."""
     before = site.server.exec("docker", "ps", "-q", "--no-trunc").stdout.split()
     started = {cid: site.server.exec("docker", "inspect", "-f", "{{.State.StartedAt}}", cid).stdout.strip()
                for cid in before}
@@ -487,6 +572,78 @@ def test_a_docker_engine_restart_with_live_restore_keeps_containers_and_costs_on
     assert after == started, "a container was restarted: live-restore did not keep it"
     assert set(writer.acknowledged) <= writer.stored(), "an acknowledged write is missing"
     for name, load in outage.loads.items():
-        # The same run's restart time, not a fixed figure: on a busy machine the engine takes longer.
-        assert load.longest_error_window() <= restart["took"] + NOISE + load.resolution(), \
+        # Failures come here and there while the engine is away; no run of them may last a second.
+        assert load.longest_error_window() <= ENGINE_RESTART_WINDOW + load.resolution(), \
             f"{name}: {outage.report()} engine restart took {restart['took']:.1f} s"
+
+
+def test_a_lost_server_comes_back_on_a_new_one_with_the_newest_offsite_dump(site, age_key_pair, tmp_path, summary):
+    """Docs 06's recovery runbook, run as written: the server is destroyed after its nightly backup
+    went off-site; a second fresh server gets the site back with that dump's data. Prints the RTO
+    (server lost to site serving) and the RPO (the age of the newest data restored)."""
+    (tmp_path / "offsite").mkdir()
+    offsite = SftpTarget(tmp_path / "offsite")
+    replacement = None
+    try:
+        offsite.start()
+        target = f"sftp://offsite@{offsite.address}:22/petory"
+        # The off-site copy as docs 06 sets it up on the server ("Off the host"), the storage's key
+        # in the deploy user's ~/.ssh.
+        old = site.server
+        key = "/home/deploy/.ssh/petory-offsite"
+        docker("cp", str(offsite.key), f"{old.name}:{key}")
+        old.exec("sh", "-c", f"chown deploy:deploy {key} && chmod 600 {key} && "
+                 f"echo '{offsite.address} {offsite.host_key}' >>/home/deploy/.ssh/known_hosts && "
+                 f"printf 'BACKUP_COPY_COMMAND=scripts/offsite-sftp.sh\\nBACKUP_SFTP_TARGET={target}\\n"
+                 f"BACKUP_SFTP_IDENTITY={key}\\n' >>{SERVER_DIR}/deploy/env/prod.env")
+        kept, lost = Writer(site), Writer(site)
+        for _ in range(10):
+            kept.send()
+        backup = subprocess.run(["docker", "exec", "-u", "deploy", "-w", f"{SERVER_DIR}/deploy", old.name,
+                                 "scripts/backup-db.sh", "prod"], capture_output=True, text=True, timeout=600)
+        assert backup.returncode == 0, backup.stderr[-3000:]
+        assert len(offsite.files()) == 1, backup.stderr[-2000:]
+        for _ in range(5):  # written after the last backup: what the loss takes
+            lost.send()
+        assert len(kept.acknowledged) == 10 and len(lost.acknowledged) == 5
+
+        lost_at, began = time.time(), time.monotonic()
+        old.stop()
+        replacement = site.server = new_server(site.operator)
+        site.pebble.point_dns_at(replacement.address)
+        commands = runbook_commands(site.operator.checkout / "deploy/docs/06-deployment-process.md", "make recover")
+        assert [c.split()[1] for c in commands] == ["provision", "github", "recover"], commands
+        # The operator's own access to the storage and the age key; curl trusts the ACME CA's root.
+        (site.operator.home / ".curlrc").write_text(f"cacert = {tmp_path / 'acme-root.pem'}\n")
+        (tmp_path / "acme-root.pem").write_bytes(site.pebble.root_pem())
+        shell = {"BACKUP_SFTP_TARGET": target, "BACKUP_SFTP_IDENTITY": str(offsite.key),
+                 "BACKUP_SFTP_KNOWN_HOSTS": str(tmp_path / "offsite-known-hosts"),
+                 "BACKUP_AGE_IDENTITY": str(age_key_pair[0])}
+        (tmp_path / "offsite-known-hosts").write_text(f"{offsite.address} {offsite.host_key}\n")
+        timings, output = [], ""
+        for command in commands:
+            started = time.monotonic()
+            proc = site.operator.run(command, env=shell)
+            assert proc.returncode == 0, f"{command}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            timings.append((command, time.monotonic() - started))
+            if command.startswith("make provision"):
+                preload(replacement, site.operator, site.registry, site.pebble)
+            output = proc.stderr
+        rto = time.monotonic() - began
+
+        restored = re.search(r"with the data as of (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC, after (\d+) s", output)
+        assert restored, output[-2000:]
+        dump_epoch = calendar.timegm(time.strptime(restored.group(1), "%Y-%m-%d %H:%M:%S"))
+        assert len(site.operator.github.deploy_keys()) == 2, "the new server reads the repository with a key of its own"
+        assert set(kept.acknowledged) <= kept.stored(), "a row of the dump is missing"
+        assert lost.stored() == set(), "rows written after the dump cannot be in it"
+        page = site.request("GET", "/")
+        assert page.status == 200 and b"petory-version" in page.body
+        assert dict(item[0] for item in site.verified_certificate()["subject"]).get("commonName") == DOMAIN
+        summary.append("recovery: " + "; ".join(f"{what}: {took:.0f} s" for what, took in timings)
+                       + f"; RTO {rto:.0f} s (server lost to site serving, {len(commands)} commands), "
+                       f"RPO {lost_at - dump_epoch:.0f} s (the newest dump's age at the loss; "
+                       f"{len(lost.acknowledged)} rows written after it lost, {len(kept.acknowledged)} before it kept)")
+    finally:
+        offsite.stop()
+
