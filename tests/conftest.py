@@ -97,7 +97,7 @@ def pytest_testnodedown(node, error):
 def pytest_terminal_summary(terminalreporter):
     if SUMMARY:
         terminalreporter.section("petory template report")
-        for line in SUMMARY:
+        for line in dict.fromkeys(SUMMARY):  # each xdist worker reports the session's facts (base images) once
             terminalreporter.write_line(line)
 
 

@@ -13,8 +13,10 @@ APT_PACKAGES=(docker.io docker-registry debootstrap debian-archive-keyring opens
 # The static part shares each answer set's render between modules: --dist loadgroup keeps the
 # tests of one answer set on one worker (tests/conftest.py groups them).
 STATIC_ARGS=(-m "not live and not bench" -n "${TEST_WORKERS:-$(nproc)}" --dist loadgroup)
-# Live stacks and benchmarks run one test at a time: they share ports, and timings need quiet cores.
-SERIAL_ARGS=(-m "live or bench")
+# The live part runs two streams side by side (tests/live/conftest.py groups them): the stacks'
+# modules, and the modules that provision hosts in containers with their own Docker engine. Each
+# stream runs one test at a time in file order; the benchmarks' light mode asserts no timing.
+LIVE_ARGS=(-m "live or bench" -n 2 --dist loadgroup)
 
 usage() {
     cat <<USAGE
@@ -23,7 +25,8 @@ Usage: tests/run.sh [--static | --live] [pytest arguments...]
 Prepares the machine (as root: apt packages, dockerd, compose plugin), creates .venv with the
 template's test dependencies, then runs pytest in two parts, each printing its own summary and
 its 25 slowest tests: the static part (render, lint and unit tests; no Docker) on every core
-with pytest-xdist, then the live part (Docker stacks) and the benchmarks, one test at a time.
+with pytest-xdist, then the live part (Docker stacks, provisioned hosts) and the benchmarks, in
+two streams side by side.
 Both parts always run; the script fails when either fails. Examples:
   sudo tests/run.sh                      # everything (what .ci/run runs)
   tests/run.sh --static                  # the static part only (no Docker needed)
@@ -92,7 +95,7 @@ run_part() {
     shift
     case "${part}" in
         static) args=("${STATIC_ARGS[@]}") ;;
-        live) args=("${SERIAL_ARGS[@]}") ;;
+        live) args=("${LIVE_ARGS[@]}") ;;
     esac
     log "${part} part: pytest ${args[*]} --durations=25 $*"
     .venv/bin/python -m pytest "${args[@]}" --durations=25 "$@"

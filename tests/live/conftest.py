@@ -27,10 +27,18 @@ LIVE_ANSWERS = {
 }
 
 
+# The modules that provision hosts (a fresh server's container with its own Docker engine, a clean
+# Debian host) share nothing with the stacks' modules: tests/run.sh runs the two groups side by side
+# on two pytest-xdist workers, each group in its file order on one worker.
+HOST_MODULES = {"test_go_live.py", "test_provision.py", "test_tools_clean_host.py"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/live/" in str(item.fspath):
             item.add_marker(pytest.mark.live)
+            group = "hosts" if Path(str(item.fspath)).name in HOST_MODULES else "stacks"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
