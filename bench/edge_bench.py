@@ -1,23 +1,28 @@
 #!/usr/bin/env python3
-"""Benchmark of the generated nginx edge against stock nginx, same machine, same files.
+"""Benchmark of the generated nginx edge against stock nginx, same machine, same files, same TLS.
 
 Prints three tables:
-1. requests per second for the content-hashed JS bundle through the generated edge (HTTPS,
-   keep-alive, proxied to the frontend container, every header and limit on) and from stock
-   nginx (the same base image with its default configuration serving the same build directory
-   over plain HTTP), and the ratio;
+1. requests per second for the content-hashed JS bundle, measured with h2load (nghttp2-client,
+   HTTP/1.1 keep-alive and HTTP/2, 2 threads, 16 connections), from stock nginx (the same base image
+   with its default configuration plus one TLS server: the edge's own certificate and its
+   snippets/tls.conf, serving the same build directory from disk) and through the generated edge
+   (every header and limit on, proxied to the frontend container); the edge/stock ratio per
+   protocol shows what the edge's proxy hop costs, TLS being the same on both;
 2. bytes on the wire for the JS bundle with and without gzip;
 3. the TLS session resumption rate (TLS 1.2 and 1.3) and full vs resumed handshake times.
 
-Every load is bounded in requests and seconds and goes to 127.0.0.1 only. Light mode (the default
-under CI=true, or --light) measures each target once for 3 s; full mode takes the median of --runs
-10 s rounds. Run it directly (`.venv/bin/python bench/edge_bench.py`) or through the test suite
+Every load is bounded in seconds and goes to 127.0.0.1 only (h2load's --connect-to; the URL keeps
+the site's name for SNI and :authority). Light mode (the default under CI=true, or --light)
+measures each target once for 3 s; full mode takes the median of --runs 10 s rounds. Run it
+directly (`.venv/bin/python bench/edge_bench.py`) or through the test suite
 (tests/live/test_edge_bench.py).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import ssl
 import statistics
@@ -26,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +42,8 @@ from report import cli, table  # noqa: E402
 
 DOMAIN = "staging.petory.example.com"
 ANSWERS = {"environments": ["staging"], "tls_mode_staging": "self-signed", "server_size": "medium"}
-CLIENTS = 4  # client processes, one keep-alive connection each
-MAX_REQUESTS = 200_000  # per client and round, whatever the duration
+H2LOAD_THREADS, H2LOAD_CONNECTIONS = 2, 16  # h2load -t and -c: one thread per core here
+PROTOCOLS = {"HTTP/1.1": ["--h1"], "HTTP/2": []}  # h2load's --h1 is ALPN http/1.1; the default is h2
 
 
 def _context(version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
@@ -59,60 +63,30 @@ def _connect(scheme: str, port: int, host: str, context=None, session=None) -> s
     return sock
 
 
-def _read_response(sock: socket.socket, buf: bytearray) -> tuple[int, bool]:
-    """Read one Content-Length response from `sock` (leftovers stay in `buf`): (status, server closes)."""
-    while (end := buf.find(b"\r\n\r\n")) < 0:
-        chunk = sock.recv(262144)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    head = bytes(buf[:end]).decode("latin-1")
-    length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n") if line.lower().startswith("content-length:"))
-    total = end + 4 + length
-    while len(buf) < total:
-        chunk = sock.recv(262144)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    del buf[:total]
-    return int(head.split(" ", 2)[1]), "\r\nconnection: close" in head.lower()
+def h2load(port: int, host: str, path: str, protocol: str, seconds: float) -> dict:
+    """One timed h2load round: {"rate": req/s, "done": 2xx responses, "failed": the rest,
+    "mean_ms": mean time per request}."""
+    if not shutil.which("h2load"):
+        raise RuntimeError("h2load is not installed: apt-get install nghttp2-client (tests/run.sh installs it)")
+    cmd = ["h2load", *PROTOCOLS[protocol], f"--connect-to=127.0.0.1:{port}", "-t", str(H2LOAD_THREADS),
+           "-c", str(H2LOAD_CONNECTIONS), "--warm-up-time=1s", f"--duration={seconds:g}s",
+           f"https://{host}{path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
 
+    def number(pattern: str) -> float:
+        match = re.search(pattern, out)
+        if not match:
+            raise RuntimeError(f"h2load printed no {pattern!r}: {out[-800:]}")
+        return float(match.group(1).replace(",", ""))
 
-def _client(scheme: str, port: int, host: str, path: str, seconds: float) -> tuple[int, int]:
-    """One keep-alive connection sending GETs back to back; returns (responses, errors)."""
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: petory-edge-bench\r\n\r\n".encode()
-    done = errors = 0
-    deadline = time.monotonic() + seconds
-    sock, buf = _connect(scheme, port, host), bytearray()
-    try:
-        while time.monotonic() < deadline and done + errors < MAX_REQUESTS:
-            try:
-                sock.sendall(request)
-                status, closing = _read_response(sock, buf)
-            except (OSError, ConnectionError):
-                errors += 1
-                sock.close()
-                sock, buf = _connect(scheme, port, host), bytearray()
-                continue
-            if status == 200:
-                done += 1
-            else:
-                errors += 1
-            if closing:  # keepalive_requests reached (1000 by default): a new connection, as browsers do
-                sock.close()
-                sock, buf = _connect(scheme, port, host), bytearray()
-    finally:
-        sock.close()
-    return done, errors
-
-
-def requests_per_second(scheme: str, port: int, host: str, path: str, seconds: float) -> tuple[float, int, int]:
-    with ProcessPoolExecutor(CLIENTS) as pool:
-        started = time.monotonic()
-        results = list(pool.map(_client, *zip(*[(scheme, port, host, path, seconds)] * CLIENTS)))
-        elapsed = time.monotonic() - started
-    done, errors = sum(r[0] for r in results), sum(r[1] for r in results)
-    return done / min(elapsed, seconds + 1), done, errors
+    # Failed: any status but 2xx, and h2load's own failed, errored and timed-out requests. Its "done"
+    # and "2xx" counts can differ by one at the end of a timed round, so responses are the 2xx.
+    ok = number(r"status codes: (\d+) 2xx")
+    failed = sum(number(rf"(\d+) {kind}") for kind in ("3xx", "4xx", "5xx", "failed", "errored", "timeout"))
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)
+    return {"rate": number(r"finished in [\d.]+\w*, ([\d.]+) req/s"), "done": int(ok),
+            "failed": int(failed), "mean_ms": float(mean.group(1)) * scale[mean.group(2)] if mean else float("nan")}
 
 
 def wire_bytes(port: int, host: str, path: str, gzip: bool) -> tuple[int, str]:
@@ -152,36 +126,55 @@ def resumption(port: int, host: str, version: ssl.TLSVersion, connections: int) 
 
 
 class StockNginx:
-    """The base image as shipped (its default.conf) serving the same build directory on 127.0.0.1."""
+    """The base image as shipped (its default.conf) plus one TLS server with the edge's certificate
+    and snippets/tls.conf, serving the same build directory on 127.0.0.1."""
 
-    def __init__(self, image: str, html: Path):
-        self.image, self.html = image, html
+    def __init__(self, image: str, html: Path, tls: Path, snippet: Path):
+        self.image, self.html, self.tls, self.snippet = image, html, tls, snippet
         self.name = f"petory-edge-bench-stock-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
 
     def __enter__(self) -> "StockNginx":
-        subprocess.run(["docker", "run", "-d", "--rm", "--name", self.name, "-p", f"127.0.0.1:{self.port}:80",
-                        "-v", f"{self.html}:/usr/share/nginx/html:ro", self.image], check=True, capture_output=True)
+        server = self.tls / "stock-tls.conf"
+        server.write_text("server {\n    listen 443 ssl;\n    http2 on;\n    server_name _;\n"
+                          "    ssl_certificate /etc/nginx/tls/fullchain.pem;\n"
+                          "    ssl_certificate_key /etc/nginx/tls/privkey.pem;\n"
+                          "    include /etc/nginx/snippets/tls.conf;\n    root /usr/share/nginx/html;\n}\n")
+        subprocess.run(["docker", "run", "-d", "--rm", "--name", self.name, "-p", f"127.0.0.1:{self.port}:443",
+                        "-v", f"{self.html}:/usr/share/nginx/html:ro", "-v", f"{self.tls}:/etc/nginx/tls:ro",
+                        "-v", f"{server}:/etc/nginx/conf.d/stock-tls.conf:ro",
+                        "-v", f"{self.snippet}:/etc/nginx/snippets/tls.conf:ro", self.image],
+                       check=True, capture_output=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                _client("http", self.port, "localhost", "/index.html", 0.1)
-                if _client("http", self.port, "localhost", "/index.html", 0.1)[0]:
-                    return self
+                _connect("https", self.port, DOMAIN).close()
+                return self
             except OSError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("stock nginx did not answer within 30 s")
+                time.sleep(0.5)
+        logs = subprocess.run(["docker", "logs", self.name], capture_output=True, text=True)
+        raise RuntimeError(f"stock nginx did not answer within 30 s: {logs.stderr[-500:]}")
 
     def __exit__(self, *exc) -> None:
         subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
+
+
+def edge_certificate(stack: Stack, dest: Path) -> Path:
+    """The edge's certificate and key (fullchain.pem, privkey.pem), copied out of its container."""
+    edge = stack.compose("ps", "-q", "edge").stdout.decode().split()[0]
+    dest.mkdir()
+    for name in ("fullchain.pem", "privkey.pem"):
+        subprocess.run(["docker", "cp", "-L", f"{edge}:/etc/letsencrypt/live/{DOMAIN}/{name}", str(dest / name)],
+                       check=True, capture_output=True)
+    return dest
 
 
 def run(light: bool, runs: int = 3, log=print) -> list[str]:
     base, kind = base_image_answers(log=log)
     seconds, rounds = (3.0, 1) if light else (10.0, runs)
     lines = [f"edge benchmark ({'light' if light else 'full'} mode, base images: {kind}, {os.cpu_count()} CPUs, "
-             f"{CLIENTS} keep-alive clients, {seconds:.0f} s x {rounds} per target)"]
+             f"h2load {H2LOAD_THREADS} threads x {H2LOAD_CONNECTIONS} keep-alive connections, "
+             f"{seconds:.0f} s x {rounds} per target)"]
     with tempfile.TemporaryDirectory(prefix="petory-edge-bench-") as tmp:
         project = render(Path(tmp) / "repo", {**ANSWERS, **base})
         build_backend_jar(project / "backend/build/libs/petory-0.0.1-SNAPSHOT.jar", "1.0.0")
@@ -191,22 +184,24 @@ def run(light: bool, runs: int = 3, log=print) -> list[str]:
         stack = Stack(project, "staging", DOMAIN)
         try:
             stack.up()
-            with StockNginx(base["edge_nginx_image"], html) as stock:
+            tls = edge_certificate(stack, Path(tmp) / "tls")
+            with StockNginx(base["edge_nginx_image"], html, tls, project / "deploy/nginx/snippets/tls.conf") as stock:
                 rows, rates = [], {}
-                for label, scheme, port, host in (("stock nginx (default.conf)", "http", stock.port, "localhost"),
-                                                  ("generated edge", "https", stack.https_port, DOMAIN)):
-                    _client(scheme, port, host, path, 0.5)  # warm-up: connections, caches, keepalive upstreams
-                    measured = [requests_per_second(scheme, port, host, path, seconds) for _ in range(rounds)]
-                    rate = statistics.median(m[0] for m in measured)
-                    rates[label] = rate
-                    transport = "HTTP/1.1, served from disk" if scheme == "http" else \
-                        "HTTPS (TLS 1.3), proxied to the frontend container"
-                    rows.append([label, transport, str(sum(m[1] for m in measured)), f"{rate:,.0f}",
-                                 str(sum(m[2] for m in measured))])
-                ratio = rates["generated edge"] / rates["stock nginx (default.conf)"]
+                for protocol in PROTOCOLS:
+                    for label, port, transport in (("stock nginx", stock.port, "TLS, served from disk"),
+                                                   ("generated edge", stack.https_port,
+                                                    "TLS, proxied to the frontend container")):
+                        measured = [h2load(port, DOMAIN, path, protocol, seconds) for _ in range(rounds)]
+                        rate = statistics.median(m["rate"] for m in measured)
+                        rates[label, protocol] = rate
+                        rows.append([label, protocol, transport, str(sum(m["done"] for m in measured)), f"{rate:,.0f}",
+                                     f"{statistics.median(m['mean_ms'] for m in measured):.2f}",
+                                     str(sum(m["failed"] for m in measured))])
+                ratios = ", ".join(f"{protocol} {rates['generated edge', protocol] / rates['stock nginx', protocol]:.2f}"
+                                   for protocol in PROTOCOLS)
                 lines += table(f"requests per second: {path} ({bundle.stat().st_size:,} bytes, identity), "
-                               f"edge/stock = {ratio:.2f}",
-                               ["server", "transport", "responses", "req/s", "errors"], rows)
+                               f"edge/stock = {ratios}",
+                               ["server", "protocol", "transport", "responses", "req/s", "mean ms", "failed"], rows)
             plain, plain_enc = wire_bytes(stack.https_port, DOMAIN, path, gzip=False)
             packed, packed_enc = wire_bytes(stack.https_port, DOMAIN, path, gzip=True)
             lines += table(f"bytes on the wire for {path} through the edge (status line, headers, body)",

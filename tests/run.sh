@@ -9,7 +9,8 @@ APT_PACKAGES=(docker.io docker-registry debootstrap debian-archive-keyring opens
     mariadb-server redis-server # tests/test_sample_app.py runs the sample backend against these two
     age # the database stack's backups are encrypted to an age key made per session (tests/live/conftest.py)
     prometheus prometheus-alertmanager # promtool and amtool: the alert rules' unit tests and Alertmanager's config (tests/test_monitoring_rules.py)
-    nmap iproute2) # the outside port scans from a network namespace (tests/live/outside.py)
+    nmap iproute2 # the outside port scans from a network namespace (tests/live/outside.py)
+    nghttp2-client) # h2load, the edge benchmark's load generator (bench/edge_bench.py)
 # The static part shares each answer set's render between modules: --dist loadgroup keeps the
 # tests of one answer set on one worker (tests/conftest.py groups them).
 STATIC_ARGS=(-m "not live and not bench" -n "${TEST_WORKERS:-$(nproc)}" --dist loadgroup)

@@ -16,11 +16,15 @@ def test_edge_benchmark_prints_its_tables(docker_engine, summary):
     lines = edge_bench.run(light=True, log=lambda _: None)
     summary.extend(lines)
     text = "\n".join(lines)
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in lines
-            if line.startswith("| ")}
-    for server in ("stock nginx (default.conf)", "generated edge"):
-        assert float(rows[server][3].replace(",", "")) > 50 and rows[server][4] == "0", rows[server]
-    assert re.search(r"edge/stock = \d+\.\d\d", text)
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines if line.startswith("| ")]
+    rows = {row[0]: row for row in cells}
+    # h2load's rows: every server over both protocols, each with traffic and not one failed request.
+    load = {(row[0], row[1]): row for row in cells if row[0] in ("stock nginx", "generated edge")}
+    assert set(load) == {(server, protocol) for server in ("stock nginx", "generated edge")
+                         for protocol in ("HTTP/1.1", "HTTP/2")}, sorted(load)
+    for row in load.values():
+        assert int(row[3]) > 100 and float(row[4].replace(",", "")) > 50 and row[6] == "0", row
+    assert re.search(r"edge/stock = HTTP/1\.1 \d+\.\d\d, HTTP/2 \d+\.\d\d", text)
     assert rows["gzip"][1] == "gzip" and int(rows["gzip"][3].rstrip("%")) < 60, rows["gzip"]
     for version in ("TLSv1.2", "TLSv1.3"):
         assert int(rows[version][2].rstrip("%")) >= 90, rows[version]  # sessions resume from the shared cache
