@@ -19,9 +19,9 @@ def test_edge_benchmark_prints_its_tables(docker_engine, summary):
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines if line.startswith("| ")]
     rows = {row[0]: row for row in cells}
     # h2load's rows: every server over both protocols, each with traffic and not one failed request.
-    load = {(row[0], row[1]): row for row in cells if row[0] in ("stock nginx", "generated edge")}
-    assert set(load) == {(server, protocol) for server in ("stock nginx", "generated edge")
-                         for protocol in ("HTTP/1.1", "HTTP/2")}, sorted(load)
+    servers = ("stock nginx", "generated edge")
+    load = {(row[0], row[1]): row for row in cells if row[0] in servers}
+    assert set(load) == {(server, protocol) for server in servers for protocol in ("HTTP/1.1", "HTTP/2")}, sorted(load)
     for row in load.values():
         assert int(row[3]) > 100 and float(row[4].replace(",", "")) > 50 and row[6] == "0", row
     assert re.search(r"edge/stock = HTTP/1\.1 \d+\.\d\d, HTTP/2 \d+\.\d\d", text)
